@@ -1,0 +1,39 @@
+"""labbench: one protocol, one run store, many reservoirs.
+
+The Python API mirrors the CLI::
+
+    import labbench as lb
+    run = lb.run("protocols/narma10.toml", set={"device.params.units": 1000})
+    run.metrics, run.store
+    r = lb.open_run(run.store)          # any run, finished or still going
+    with lb.open_device("esn", units=500, seed=1) as res:
+        block = res.run(u)
+"""
+
+__version__ = "0.1.0"
+
+from .reservoir import Block, Reservoir, Spec, open_device  # noqa: E402
+
+
+def run(protocol, **kwargs):
+    """Run a protocol (a path or a :class:`~labbench.protocol.Protocol`); see :func:`labbench.bench.run`."""
+    from .bench import run as _run
+
+    return _run(protocol, **kwargs)
+
+
+def open_run(path):
+    """Open a run store for reading; see :class:`labbench.store.RunReader`."""
+    from .store import RunReader
+
+    return RunReader(path)
+
+
+def load_protocol(path, overrides=None):
+    """Read and validate a protocol file; see :func:`labbench.protocol.load`."""
+    from .protocol import load
+
+    return load(path, overrides)
+
+
+__all__ = ["Block", "Reservoir", "Spec", "open_device", "open_run", "run", "load_protocol", "__version__"]

@@ -1,0 +1,42 @@
+"""Ray actors of the bench: one actor per device, taking coarse calls (a block, not a sample).
+
+The actor rebuilds its device in ``__init__``, so after a restart it is ready again;
+the bench decides where to resume from the store's ``committed`` row.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .closed_loop import free_run
+from .reservoir import get_driver
+
+
+class DeviceActor:
+    """Owns one open reservoir inside a Ray worker process."""
+
+    def __init__(self, driver: str, params: dict[str, Any]) -> None:
+        self.reservoir = get_driver(driver)(**params)
+        self.reservoir.open()
+
+    def info(self) -> dict[str, Any]:
+        import ray
+
+        return {"spec": self.reservoir.spec.to_dict(), "describe": self.reservoir.describe(),
+                "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+
+    def reset(self, seed: int | None = None) -> None:
+        self.reservoir.reset(seed)
+
+    def run(self, u: np.ndarray) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        block = self.reservoir.run(u)
+        return block.features, block.raw
+
+    def free_run(self, readout, sync_inputs: np.ndarray, horizon: int) -> np.ndarray:
+        return free_run(self.reservoir, readout, sync_inputs, horizon)
+
+    def close(self) -> None:
+        self.reservoir.close()

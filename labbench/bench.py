@@ -1,0 +1,286 @@
+"""The bench: runs a validated protocol on a device in a Ray actor and records it in a run store.
+
+Execution is separated from description: :mod:`labbench.protocol` says what to do;
+this module does the I/O. The device actor computes block ``k+1`` while this process
+(the store's one writer) writes block ``k`` and updates the readouts, so the device
+never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .live import Trainer
+from .protocol import Protocol, load
+from .readouts import make_readout
+from .store import PHASES, RunReader, RunStore, new_run_path
+
+#: environment that keeps Ray quiet, local and on loopback (see shared/PLATFORM.md)
+RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_DEDUP_LOGS": "0",
+}
+
+#: device calls in flight ahead of the writer
+_PIPELINE_DEPTH = 2
+
+
+@dataclass
+class Run:
+    """The outcome of :func:`run`.
+
+    Attributes
+    ----------
+    store : Path
+        The run's Zarr store; open it with :func:`labbench.open_run` or plain ``zarr``.
+    status : str
+        ``complete`` (failed and aborted runs raise instead).
+    metrics : dict
+        ``{readout name: {metric: value}}`` for the device.
+    timings : dict
+        Ray start-up, device start-up, streaming throughput and evaluation times.
+    """
+
+    store: Path
+    status: str
+    metrics: dict[str, dict[str, Any]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def reader(self) -> RunReader:
+        return RunReader(self.store)
+
+
+def ensure_ray(address: str | None = None) -> float:
+    """Start local Ray (no dashboard, quiet) or join ``address``; returns seconds spent."""
+    import ray
+
+    if ray.is_initialized():
+        return 0.0
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    t0 = time.perf_counter()
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
+                              "configure_logging": True, "log_to_driver": True}
+    if address is None:
+        kwargs["object_store_memory"] = 512 * 1024**2
+        kwargs["_node_ip_address"] = "127.0.0.1"
+    ray.init(address=address, **kwargs)
+    return time.perf_counter() - t0
+
+
+def run(
+    protocol: Protocol | str | os.PathLike[str],
+    *,
+    set: dict[str, Any] | list[str] | None = None,  # noqa: A002 - mirrors the CLI's --set
+    address: str | None = None,
+    store_root: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    console: Any = None,
+) -> Run:
+    """Run a protocol and record it.
+
+    Parameters
+    ----------
+    protocol : Protocol or path
+        A validated protocol, or the path of a TOML file.
+    set : dict or list of "key=value"
+        Overrides applied before validation (when ``protocol`` is a path).
+    address : str, optional
+        Ray cluster to join (default: ``RAY_ADDRESS`` or a local Ray started on demand).
+    store_root : path, optional
+        Directory of the run store (default: the protocol's ``store.root``).
+    progress : bool
+        Show a progress bar (samples, rate, ETA).
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    ProtocolError
+        Before anything starts, if the protocol is invalid (no store is created).
+    KeyboardInterrupt
+        After marking the store ``aborted`` and closing the device.
+    """
+    proto = protocol if isinstance(protocol, Protocol) else load(protocol, overrides=set)
+    return _Execution(proto, address=address, store_root=store_root, progress=progress, console=console).run()
+
+
+class _Execution:
+    def __init__(self, proto: Protocol, *, address, store_root, progress, console) -> None:
+        self.proto = proto
+        self.address = address
+        self.store_root = Path(store_root if store_root is not None else proto.store.root)
+        self.progress = progress
+        self.console = console
+        self.timings: dict[str, float] = {}
+
+    def run(self) -> Run:
+        import ray
+
+        p = self.proto
+        total = p.run.total
+        data = p.task.generate(total, p.protocol.seed)
+        phase = np.repeat(np.array([PHASES["washout"], PHASES["train"], PHASES["test"]], dtype=np.int8),
+                          [p.run.washout, p.run.train, p.run.test])
+        self.timings["ray_startup_s"] = ensure_ray(self.address)
+
+        from .actors import DeviceActor
+
+        t0 = time.perf_counter()
+        actor = ray.remote(num_cpus=1, max_restarts=0)(DeviceActor).remote(p.device.driver, p.device_params())
+        store: RunStore | None = None
+        try:
+            info = ray.get(actor.info.remote())
+            self.timings["device_startup_s"] = time.perf_counter() - t0
+            spec = info["spec"]
+            path = new_run_path(self.store_root, p.protocol.name)
+            store = RunStore(path, p.text, {
+                "protocol_name": p.protocol.name, "protocol_source": p.source, "overrides": p.overrides,
+                "protocol": p.resolved(), "seed": p.protocol.seed, "ray_address": self.address or "local",
+                "device_node_id": info["node_id"]})
+            device = p.device.group
+            first = ray.get(actor.run.remote(data.inputs[:0]))[0]  # dtype probe, zero rows
+            store.add_device(device, spec=spec, describe=info["describe"], n_outputs=p.task.n_outputs,
+                             dtype=str(first.dtype), chunk_rows=p.run.block, expected_rows=total)
+            trainers = []
+            for ro in p.readouts:
+                readout = make_readout(ro.kind, **ro.params)
+                store.add_readout(device, ro.label, n_outputs=p.task.n_outputs,
+                                  describe={"kind": ro.kind, "params": ro.params, "repr": repr(readout)})
+                trainers.append(Trainer(ro.label, readout, p.task))
+            self._stream(actor, store, device, data, phase, trainers)
+            metrics = self._evaluate(actor, store, device, data, trainers)
+            store.set_attrs(timings=self.timings)
+            store.finish("complete")
+            return Run(store=path, status="complete", metrics=metrics, timings=self.timings)
+        except KeyboardInterrupt:
+            if store is not None:
+                store.finish("aborted", "interrupted by the user (SIGINT)")
+            raise
+        except BaseException as exc:
+            if store is not None:
+                store.finish("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
+            raise
+        finally:
+            _close_actor(actor)
+
+    def _stream(self, actor, store: RunStore, device: str, data, phase: np.ndarray, trainers: list[Trainer]) -> None:
+        total = len(phase)
+        block = self.proto.run.block
+        bounds = [(a, min(a + block, total)) for a in range(0, total, block)]
+        pending: deque = deque()
+        nxt = 0
+
+        def submit() -> None:
+            nonlocal nxt
+            a, b = bounds[nxt]
+            pending.append(actor.run.remote(data.inputs[a:b]))
+            nxt += 1
+
+        bar = _ProgressBar(total, f"{self.proto.protocol.name} on {self.proto.device.driver}",
+                           enabled=self.progress, console=self.console)
+        import ray
+
+        t_start = time.perf_counter()
+        with bar:
+            while nxt < min(_PIPELINE_DEPTH, len(bounds)):
+                submit()
+            for a, b in bounds:
+                features, raw = ray.get(pending.popleft())
+                if nxt < len(bounds):
+                    submit()
+                if features.shape[0] != b - a:
+                    raise RuntimeError(f"device returned {features.shape[0]} rows for a block of {b - a}")
+                preds = [tr.update(features, data.targets[a:b], phase[a:b]) for tr in trainers]
+                store.append(device, inputs=data.inputs[a:b].astype(features.dtype, copy=False), features=features,
+                             targets=data.targets[a:b], phase=phase[a:b], raw=raw)
+                for tr, pr in zip(trainers, preds):
+                    if pr is not None:
+                        store.write_predictions(device, tr.name, a, pr)
+                bar.advance(b - a)
+        elapsed = time.perf_counter() - t_start
+        self.timings["stream_s"] = elapsed
+        self.timings["samples_per_s"] = total / elapsed if elapsed > 0 else float("inf")
+
+    def _evaluate(self, actor, store: RunStore, device: str, data, trainers: list[Trainer]) -> dict[str, Any]:
+        import ray
+
+        p = self.proto
+        test_start = p.run.washout + p.run.train
+        plan = p.task.free_run_plan(data, test_start, test_start + p.run.test) if p.run.test else None
+        metrics: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        for tr in trainers:
+            m = tr.metrics()
+            if plan is not None:
+                sync = np.stack([data.inputs[s - plan.sync:s] for s in plan.starts])
+                pred = ray.get(actor.free_run.remote(tr.readout, sync, plan.horizon))
+                m.update(p.task.score_free_run(data, plan, pred))
+                store.write_free_run(device, tr.name, plan.starts, pred)
+            store.set_metrics(device, tr.name, m)
+            metrics[tr.name] = m
+        self.timings["evaluation_s"] = time.perf_counter() - t0
+        return metrics
+
+
+def _close_actor(actor) -> None:
+    import ray
+
+    try:
+        ray.get(actor.close.remote(), timeout=30)
+    except Exception:
+        pass
+    finally:
+        ray.kill(actor)
+
+
+class _ProgressBar:
+    """A rich progress bar over samples (count, rate, ETA), or nothing."""
+
+    def __init__(self, total: int, label: str, *, enabled: bool, console: Any = None) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("samples  {task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=False)
+        self._task = self._progress.add_task(label, total=total, rate="")
+        self._t0 = time.perf_counter()
+        self._done = 0
+
+    def __enter__(self) -> _ProgressBar:
+        if self.enabled:
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._progress.__exit__(*exc)
+
+    def advance(self, n: int) -> None:
+        if not self.enabled:
+            return
+        self._done += n
+        rate = self._done / max(time.perf_counter() - self._t0, 1e-9)
+        self._progress.update(self._task, advance=n, rate=f"{rate:,.0f}/s")
+
+
+def version() -> str:
+    return __version__

@@ -1,0 +1,302 @@
+"""Protocols: TOML files validated into typed objects before anything starts.
+
+A protocol names a device, a task, the run's phases and its readouts::
+
+    [protocol]
+    name = "narma10"
+    seed = 42
+    [device]
+    driver = "esn"
+    params = { units = 500, spectral_radius = 0.9, leak = 0.3 }
+    [task]
+    name = "narma"
+    [run]
+    washout = 200
+    train = 2000
+    test = 1000
+    block = 256
+    [[readouts]]
+    kind = "ridge"
+    alpha = 1e-6
+
+A bad file raises :class:`ProtocolError` naming the file, the dotted key, the value
+and what was expected; the CLI turns it into exit code 2, and no store is created.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .reservoir import get_driver
+from .tasks import TASKS, Task
+
+
+class ProtocolError(Exception):
+    """A protocol that cannot run, with every problem found.
+
+    Attributes
+    ----------
+    source : str
+        File (or ``<python>``) the protocol came from.
+    problems : list of str
+        One line per problem: ``key: what was wrong (got value)``.
+    """
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProtocolInfo(_Section):
+    name: str = Field(..., min_length=1, description="name of the protocol, used in the store's file name")
+    seed: int = Field(0, ge=0, description="seed of the task data (device seeds live in device.params)")
+    description: str = ""
+
+
+class DeviceSection(_Section):
+    driver: str = Field(..., description="registered driver name (see `labbench devices`)")
+    name: str | None = Field(None, description="group name in the store (default: the driver name)")
+    mock: bool = Field(False, description="use the driver's mock instead of real hardware")
+    params: dict[str, Any] = Field(default_factory=dict, description="driver parameters")
+
+    @property
+    def group(self) -> str:
+        return self.name or self.driver
+
+
+class RunSection(_Section):
+    washout: int = Field(0, ge=0, description="samples run but neither trained on nor scored")
+    train: int = Field(..., gt=0, description="samples the readouts are trained on")
+    test: int = Field(0, ge=0, description="samples the readouts are scored on")
+    block: int = Field(1000, gt=0, le=1_000_000, description="samples per device call and per store chunk")
+
+    @property
+    def total(self) -> int:
+        return self.washout + self.train + self.test
+
+
+class ReadoutSection(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    kind: str = Field("ridge", description="readout kind (ridge, sklearn)")
+    name: str | None = Field(None, description="name in the store (default: the kind)")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class StoreSection(_Section):
+    root: str = Field("runs", description="directory the run store is created in")
+
+
+class Protocol(_Section):
+    """A validated protocol. Build it from TOML with :func:`load`, or directly in Python."""
+
+    protocol: ProtocolInfo
+    device: DeviceSection
+    task: Task
+    run: RunSection
+    readouts: list[ReadoutSection] = Field(default_factory=lambda: [ReadoutSection()])
+    store: StoreSection = Field(default_factory=StoreSection)
+    # provenance, filled by load()
+    source: str = "<python>"
+    text: str = ""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    def device_params(self) -> dict[str, Any]:
+        """Driver parameters with ``n_inputs`` taken from the task when the driver has it."""
+        cls = get_driver(self.device.driver)
+        params = dict(self.device.params)
+        if "n_inputs" in cls.Params.model_fields and "n_inputs" not in params:
+            params["n_inputs"] = self.task.n_inputs
+        return params
+
+    def resolved(self) -> dict[str, Any]:
+        """JSON-able view of everything that was validated (for provenance)."""
+        out = self.model_dump(mode="json", exclude={"text", "source", "overrides", "task"})
+        out["task"] = self.task.model_dump(mode="json")
+        out["device"]["params"] = self.device_params()
+        out["readouts"] = [{"kind": r.kind, "name": r.label, **r.params} for r in self.readouts]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+def parse_override(item: str) -> tuple[str, Any]:
+    """Parse ``dotted.key=value``; the value is read as TOML, falling back to a bare string."""
+    if "=" not in item:
+        raise ProtocolError("--set", [f"{item!r}: expected dotted.key=value"])
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ProtocolError("--set", [f"{item!r}: empty key"])
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def _apply(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ProtocolError("--set", [f"{key}: {part!r} is a value, not a table"])
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _fmt_loc(prefix: str, loc: tuple[Any, ...]) -> str:
+    parts = [prefix] if prefix else []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        key = _fmt_loc(prefix, loc) or prefix or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = err.get("input")
+        shown = "" if err["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        out.append(f"{key}: {msg}{shown}")
+    return out
+
+
+def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
+              overrides: dict[str, Any] | None = None) -> Protocol:
+    """Validate a protocol given as nested dicts (what a TOML file parses into)."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    overrides = dict(overrides or {})
+    for key, value in overrides.items():
+        _apply(data, key, value)
+    problems: list[str] = []
+
+    task_raw = data.pop("task", None)
+    task: Task | None = None
+    if not isinstance(task_raw, dict):
+        problems.append("task: missing [task] table")
+    elif "name" not in task_raw:
+        problems.append(f"task.name: missing (known tasks: {', '.join(sorted(TASKS))})")
+    elif task_raw["name"] not in TASKS:
+        problems.append(f"task.name: unknown task {task_raw['name']!r} (known tasks: {', '.join(sorted(TASKS))})")
+    else:
+        try:
+            task = TASKS[task_raw["name"]].model_validate(task_raw)
+        except ValidationError as exc:
+            problems += _problems(exc, "task")
+
+    # validate everything but the task with a placeholder, then check cross-field rules
+    try:
+        # an invalid task was reported above; validate the other sections around a stand-in
+        skeleton = Protocol.model_validate({**data, "task": task if task is not None else _placeholder()})
+    except ValidationError as exc:
+        problems += [p for p in _problems(exc) if not p.startswith("task")]
+        raise ProtocolError(source, problems) from None
+    proto = skeleton.model_copy(update={"source": source, "text": text, "overrides": overrides})
+
+    try:
+        cls = get_driver(proto.device.driver)
+    except (KeyError, TypeError) as exc:
+        problems.append(f"device.driver: {exc.args[0]}")
+        cls = None
+    if cls is not None and task is not None:
+        try:
+            cls.Params.model_validate(proto.device_params())
+        except ValidationError as exc:
+            problems += _problems(exc, "device.params")
+    problems += _check_readouts(proto.readouts)
+    if task is not None:
+        min_washout = int(getattr(task, "min_washout", 0) or 0)
+        if proto.run.washout < min_washout:
+            problems.append(f"run.washout: must be at least {min_washout} for task {task.name!r} "
+                            f"(got {proto.run.washout})")
+    if problems:
+        raise ProtocolError(source, problems)
+    return proto
+
+
+def _placeholder() -> Task:
+    return TASKS["narma"]()
+
+
+def _check_readouts(readouts: list[ReadoutSection]) -> list[str]:
+    from .readouts import READOUTS
+
+    problems = []
+    seen = set()
+    for i, ro in enumerate(readouts):
+        key = f"readouts[{i}]"
+        if ro.kind not in READOUTS:
+            problems.append(f"{key}.kind: unknown readout {ro.kind!r} (known: {', '.join(sorted(READOUTS))})")
+            continue
+        allowed = set(inspect.signature(READOUTS[ro.kind]).parameters)
+        if ro.kind == "sklearn":
+            allowed.add("estimator_params")
+        for p in ro.params:
+            if p not in allowed:
+                problems.append(f"{key}.{p}: unknown parameter of readout {ro.kind!r} "
+                                f"(known: {', '.join(sorted(allowed))})")
+        if ro.label in seen:
+            problems.append(f"{key}.name: duplicate readout name {ro.label!r}")
+        seen.add(ro.label)
+    return problems
+
+
+def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> Protocol:
+    """Read and validate a TOML protocol file.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.toml`` file.
+    overrides : dict or list of "dotted.key=value" strings
+        Applied to the parsed file before validation (``--set`` on the CLI).
+
+    Raises
+    ------
+    ProtocolError
+        On a missing file, a TOML syntax error or any invalid key or value.
+    """
+    path = Path(path)
+    source = str(path)
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(item) for item in overrides)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProtocolError(source, ["no such file"]) from None
+    except OSError as exc:
+        raise ProtocolError(source, [f"cannot read: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProtocolError(source, [f"TOML syntax error: {exc}"]) from None
+    return from_dict(data, source=source, text=text, overrides=overrides)

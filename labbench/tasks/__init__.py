@@ -1,0 +1,58 @@
+"""Input and target generators for reservoir-computing benchmarks.
+
+``TASKS`` maps each registry name (the value of a protocol's ``[task] name`` key) to
+its class; :func:`get_task` builds one from keyword parameters and ``TaskSpec`` is the
+discriminated union a protocol model can use to validate its ``[task]`` table.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+from pydantic import Field
+
+from labbench.tasks.base import FreeRunPlan, Task, TaskData
+from labbench.tasks.lorenz import Lorenz
+from labbench.tasks.mackey_glass import MackeyGlass
+from labbench.tasks.memory_capacity import MemoryCapacity
+from labbench.tasks.narma import Narma
+
+__all__ = [
+    "TASKS",
+    "FreeRunPlan",
+    "Lorenz",
+    "MackeyGlass",
+    "MemoryCapacity",
+    "Narma",
+    "Task",
+    "TaskData",
+    "TaskSpec",
+    "get_task",
+]
+
+TASKS: dict[str, type[Task]] = {
+    "mackey_glass": MackeyGlass,
+    "narma": Narma,
+    "lorenz": Lorenz,
+    "memory_capacity": MemoryCapacity,
+}
+
+TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity], Field(discriminator="name")]
+"""Any registered task, chosen by its ``name`` key (for protocol models)."""
+
+
+def get_task(name: str, **params: Any) -> Task:
+    """Build the task registered as ``name`` from its parameters.
+
+    Raises
+    ------
+    KeyError
+        If ``name`` is not registered (the message lists the known names).
+    pydantic.ValidationError
+        If a parameter is unknown or invalid (the message names the key).
+    """
+    try:
+        cls = TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+    return cls.model_validate({"name": name, **params})
