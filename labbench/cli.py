@@ -17,7 +17,7 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _fmt(value: Any) -> str:
@@ -29,7 +29,8 @@ def _fmt(value: Any) -> str:
 def _metrics_table(metrics: dict[str, dict[str, Any]], title: str):
     from rich.table import Table
 
-    names = sorted({k for m in metrics.values() for k in m})
+    keys = {k for m in metrics.values() for k in m}
+    names = sorted(k for k in keys if not k.startswith("n_")) + sorted(k for k in keys if k.startswith("n_"))
     table = Table(title=title, title_justify="left")
     table.add_column("readout", style="bold")
     for n in names:
@@ -87,11 +88,14 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"sha256 {str(attrs.get('protocol_sha256'))[:12]}…)")
     if attrs.get("overrides"):
         out.print(f"  overrides {attrs['overrides']}")
-    out.print(f"  status    {attrs.get('status')}" + (f": {attrs['error']}" if attrs.get("error") else ""))
+    out.print(f"  status    {attrs.get('status')}" + (f": {attrs['error']}" if attrs.get("error") else "")
+              + _writer_gone_note(attrs))
     out.print(f"  started   {attrs.get('started')}   ended {attrs.get('ended')}")
     out.print(f"  host      {attrs.get('host')}   labbench {attrs.get('labbench_version')}   seed {attrs.get('seed')}")
     total = (proto.get("run") or {})
     expected = sum(total.get(k, 0) for k in ("washout", "train", "test"))
+    if not reader.devices:
+        out.print("  device    none yet (the run stopped or is still starting before its first block)")
     for dev in reader.devices:
         da = reader.device_attrs(dev)
         params = (da.get("describe") or {}).get("params", {})
@@ -103,6 +107,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     for dev, per_readout in (attrs.get("metrics") or {}).items():
         out.print(_metrics_table(per_readout, f"{dev}: metrics"))
     return 0
+
+
+def _writer_gone_note(attrs: dict[str, Any]) -> str:
+    """For a 'running' store written on this host, say so if its writer process is gone."""
+    import platform
+
+    import psutil
+
+    pid = attrs.get("writer_pid")
+    if attrs.get("status") != "running" or attrs.get("host") != platform.node() or not pid:
+        return ""
+    return "" if psutil.pid_exists(int(pid)) else f" (but its writer, process {pid}, is gone: the run was killed)"
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

@@ -229,9 +229,14 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
         cls = None
     if cls is not None and task is not None:
         try:
-            cls.Params.model_validate(proto.device_params())
+            params = cls.Params.model_validate(proto.device_params())
         except ValidationError as exc:
             problems += _problems(exc, "device.params")
+        else:
+            n_in = getattr(params, "n_inputs", task.n_inputs)
+            if n_in != task.n_inputs:
+                problems.append(f"device.params.n_inputs: task {task.name!r} has {task.n_inputs} input(s) "
+                                f"(got {n_in})")
     problems += _check_readouts(proto.readouts)
     if task is not None:
         min_washout = int(getattr(task, "min_washout", 0) or 0)

@@ -13,6 +13,7 @@ own rig as a separate package.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -173,13 +174,25 @@ def driver_names() -> list[str]:
 
 
 def get_driver(name: str) -> type[Reservoir]:
-    """Load the driver class registered under ``name``.
+    """Load the driver class registered under ``name``, or named ``"package.module:Class"``.
+
+    The ``module:Class`` form lets a lab try a driver for its own rig before packaging
+    it with an entry point.
 
     Raises
     ------
     KeyError
         If no driver of that name is installed; the message lists those that are.
     """
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise KeyError(f"cannot load driver {name!r}: {exc}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Reservoir)):
+            raise TypeError(f"driver {name!r} is not a Reservoir subclass")
+        return cls
     eps = _entry_points()
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none"

@@ -110,6 +110,7 @@ class RunStore:
             "protocol_text": protocol_text,
             "protocol_sha256": hashlib.sha256(protocol_text.encode()).hexdigest(),
             "host": platform.node(),
+            "writer_pid": os.getpid(),
             "python": platform.python_version(),
             "versions": _versions(),
             "started": now_iso(),

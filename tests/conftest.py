@@ -1,0 +1,57 @@
+"""Shared fixtures: one Ray per test session (on loopback), temporary store roots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from labbench.bench import RAY_ENV
+
+for _key, _value in RAY_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOLS = ROOT / "protocols"
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray for the whole session (per-test start-up would cost ~5 s each)."""
+    import ray
+
+    if not ray.is_initialized():
+        # the test-only drivers in tests/ must be importable by the actors' worker processes
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2,
+                 _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}})
+    yield ray
+    # shut down at the end of the session only; never `ray stop`
+    ray.shutdown()
+
+
+@pytest.fixture
+def store_root(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    root.mkdir()
+    return root
+
+
+def small_protocol(**overrides) -> dict:
+    """A fast protocol as a dict (NARMA-10 on a 50-unit ESN)."""
+    proto = {
+        "protocol": {"name": "small", "seed": 3},
+        "device": {"driver": "esn", "params": {"units": 50, "spectral_radius": 0.8, "input_scaling": 0.1,
+                                               "seed": 1, "dtype": "float64"}},
+        "task": {"name": "narma"},
+        "run": {"washout": 50, "train": 400, "test": 150, "block": 64},
+        "readouts": [{"kind": "ridge", "alpha": 1e-8}],
+    }
+    for key, value in overrides.items():
+        section, _, field = key.partition(".")
+        if field:
+            proto.setdefault(section, {})[field] = value
+        else:
+            proto[section] = value
+    return proto

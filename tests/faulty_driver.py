@@ -1,0 +1,45 @@
+"""A test device that works for a few blocks and then fails, as hardware does."""
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from labbench.reservoir import Block, Reservoir, Spec
+
+
+class FaultyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n_inputs: int = 1
+    fail_at_block: int = 2
+
+
+class FaultyReservoir(Reservoir):
+    """Echoes its input as features, then raises at block ``fail_at_block``."""
+
+    Params = FaultyParams
+    name = "faulty"
+
+    def __init__(self, **params: Any) -> None:
+        self.params = FaultyParams(**params)
+        self.spec = Spec(n_inputs=self.params.n_inputs, n_features=3)
+        self.blocks = 0
+
+    def open(self) -> None:
+        pass
+
+    def reset(self, seed=None) -> None:
+        self.blocks = 0
+
+    def run(self, u: np.ndarray) -> Block:
+        u = self._check_input(u)
+        if len(u) and self.blocks == self.params.fail_at_block:
+            raise RuntimeError("sensor on fire")
+        self.blocks += bool(len(u))
+        return Block(np.repeat(u[:, :1], 3, axis=1))
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> dict:
+        return {"driver": "faulty", "params": self.params.model_dump()}

@@ -1,0 +1,150 @@
+"""`labbench run` end to end: Ray actor, run store, readouts, failures and SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zarr
+
+import labbench as lb
+from conftest import small_protocol
+from labbench.cli import main
+from labbench.protocol import from_dict
+
+
+def test_run_records_everything_and_matches_the_bare_driver(ray_session, store_root):
+    proto = from_dict(small_protocol())
+    result = lb.run(proto, store_root=store_root, progress=False)
+    assert result.status == "complete"
+    nrmse = result.metrics["ridge"]["nrmse"]
+    assert 0 < nrmse < 0.6  # a 50-unit ESN learns NARMA-10 somewhat, and certainly better than the mean
+
+    root = zarr.open_group(str(result.store), mode="r")  # plain zarr, no labbench
+    assert root.attrs["status"] == "complete"
+    assert root.attrs["protocol"]["device"]["params"]["units"] == 50
+    g = root["esn"]
+    assert g.attrs["committed"] == 600 and g["features"].shape == (600, 50)
+    np.testing.assert_array_equal(np.bincount(g["phase"][:]), [50, 400, 150])
+
+    # the features are exactly what the driver computes on the stored inputs
+    with lb.open_device("esn", **proto.device_params()) as esn:
+        expected = esn.run(g["inputs"][:]).features
+    assert g["features"][:].tobytes() == expected.tobytes()
+
+    # predictions only where the phase is test, and they score what the summary says
+    pred = g["readouts/ridge/predictions"][:]
+    test = g["phase"][:] == 2
+    assert np.isnan(pred[~test]).all() and np.isfinite(pred[test]).all()
+    from labbench.metrics import nrmse as nrmse_fn
+
+    assert nrmse_fn(g["targets"][:][test], pred[test]) == pytest.approx(nrmse)
+    assert lb.open_run(result.store).metrics["esn"]["ridge"]["nrmse"] == pytest.approx(nrmse)
+
+
+def test_free_run_predictions_are_stored(ray_session, store_root):
+    proto = from_dict(small_protocol(task={"name": "mackey_glass", "free_run": True, "free_run_horizon": 20,
+                                           "free_run_starts": 4, "free_run_spacing": 25, "free_run_sync": 100},
+                                     run={"washout": 100, "train": 500, "test": 200, "block": 100}))
+    result = lb.run(proto, store_root=store_root, progress=False)
+    m = result.metrics["ridge"]
+    assert {"nrmse", "nrmse_free_run", "valid_steps"} <= set(m)
+    g = zarr.open_group(str(result.store), mode="r")["esn/readouts/ridge"]
+    assert g["free_run"].shape == (4, 20, 1) and g["free_run_starts"].shape == (4,)
+
+
+def test_failing_driver_marks_store_failed_and_keeps_blocks(ray_session, store_root):
+    proto = from_dict(small_protocol(device={"driver": "faulty_driver:FaultyReservoir", "name": "rig",
+                                             "params": {"fail_at_block": 3}}))
+    with pytest.raises(Exception, match="sensor on fire"):
+        lb.run(proto, store_root=store_root, progress=False)
+    (path,) = store_root.iterdir()
+    r = lb.open_run(path)
+    assert r.status == "failed" and "sensor on fire" in r.attrs["error"]
+    assert r.committed("rig") == 3 * 64
+    assert r.read("rig")["features"].shape == (192, 3)
+
+
+def test_cli_run_and_show(ray_session, store_root, tmp_path, capsys):
+    proto = tmp_path / "p.toml"
+    proto.write_text("""
+[protocol]
+name = "cli"
+[device]
+driver = "esn"
+params = { units = 30, spectral_radius = 0.8, input_scaling = 0.1 }
+[task]
+name = "narma"
+[run]
+washout = 20
+train = 300
+test = 100
+block = 100
+""")
+    assert main(["run", str(proto), "--store-root", str(store_root), "--set", "device.params.units=40"]) == 0
+    out = capsys.readouterr().out
+    assert "nrmse" in out and "store:" in out and "samples/s" in out
+    (path,) = store_root.iterdir()
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "complete" in out and "420/420 samples" in out and "'units': 40" in out and "nrmse" in out
+    assert main(["show", str(tmp_path / "nope.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {tmp_path / 'nope.zarr'}: no such run store"
+
+
+KILL_PROTOCOL = """
+[protocol]
+name = "kill"
+seed = 7
+[device]
+driver = "esn"
+params = { units = 400, spectral_radius = 0.9, dtype = "float64", seed = 3 }
+[task]
+name = "narma"
+[run]
+washout = 100
+train = 60000
+test = 19900
+block = 250
+"""
+
+
+def test_sigkilled_run_leaves_a_readable_store_equal_to_an_uninterrupted_run(ray_session, store_root, tmp_path):
+    proto_path = tmp_path / "kill.toml"
+    proto_path.write_text(KILL_PROTOCOL)
+    killed_root = tmp_path / "killed"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "labbench.cli", "run", str(proto_path), "--quiet",
+                             "--store-root", str(killed_root)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        committed = 0
+        while committed < 5000:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.1)
+            stores = list(killed_root.glob("*.zarr")) if killed_root.exists() else []
+            if stores and (stores[0] / "esn" / "zarr.json").exists():
+                committed = lb.open_run(stores[0]).committed("esn")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        try:  # the Ray processes that run started, and only those
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    (killed,) = killed_root.glob("*.zarr")
+    root = zarr.open_group(str(killed), mode="r")  # opens with plain zarr
+    assert root.attrs["status"] == "running"
+    n = root["esn"].attrs["committed"]
+    assert 5000 <= n < 80000
+    full = lb.run(from_dict(__import__("tomllib").loads(KILL_PROTOCOL)), store_root=store_root, progress=False)
+    ref = zarr.open_group(str(full.store), mode="r")["esn"]
+    for key in ("inputs", "features", "targets", "phase"):
+        assert root[f"esn/{key}"][:n].tobytes() == ref[key][:n].tobytes(), key

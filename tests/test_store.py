@@ -1,0 +1,160 @@
+"""The run store: layout, the committed rule, plain-zarr/xarray readability, tailing."""
+
+import json
+import multiprocessing as mp
+import time
+
+import numpy as np
+import pytest
+import zarr
+
+from labbench.store import RunReader, RunStore, StoreError, new_run_path
+
+SPEC = {"n_inputs": 2, "n_features": 5, "feature_name": "unit"}
+
+
+def make_store(path, expected_rows=0, chunk=4):
+    store = RunStore(path, "[protocol]\nname='t'\n", {"protocol_name": "t", "seed": 1})
+    store.add_device("esn", spec=SPEC, describe={"driver": "esn", "params": {"units": 5}}, n_outputs=1,
+                     dtype="float32", chunk_rows=chunk, expected_rows=expected_rows)
+    return store
+
+
+def block(start, n):
+    t = np.arange(start, start + n, dtype=np.float64)
+    return dict(inputs=np.stack([t, -t], 1).astype(np.float32), features=np.repeat(t[:, None], 5, 1).astype(np.float32),
+                targets=t[:, None] * 2, phase=(t % 3).astype(np.int8))
+
+
+@pytest.mark.parametrize("expected_rows", [0, 10, 100])
+def test_append_read_and_trim(tmp_path, expected_rows):
+    path = tmp_path / "r.zarr"
+    store = make_store(path, expected_rows)
+    for a, n in [(0, 4), (4, 4), (8, 3)]:
+        assert store.append("esn", **block(a, n)) == a + n
+    reader = RunReader(path)
+    assert reader.status == "running" and reader.committed("esn") == 11
+    got = reader.read("esn")
+    assert got["features"].shape == (11, 5)
+    np.testing.assert_array_equal(got["features"][:, 0], np.arange(11))
+    np.testing.assert_array_equal(reader.read("esn", 3, 6)["targets"][:, 0], [6, 8, 10])
+    store.finish("complete")
+    # plain zarr, no labbench: trimmed to committed, provenance attributes present
+    root = zarr.open_group(str(path), mode="r")
+    assert root["esn/features"].shape == (11, 5)
+    assert root["esn/phase"].shape == (11,)
+    assert root.attrs["status"] == "complete" and root.attrs["ended"]
+    assert len(root.attrs["protocol_sha256"]) == 64 and root.attrs["protocol_text"].startswith("[protocol]")
+    assert root["esn"].attrs["committed"] == 11
+
+
+def test_reader_never_reads_past_committed(tmp_path):
+    path = tmp_path / "r.zarr"
+    store = make_store(path, expected_rows=100)
+    store.append("esn", **block(0, 4))
+    reader = RunReader(path)
+    # the preallocated arrays are longer, but reads stop at committed
+    assert zarr.open_group(str(path), mode="r")["esn/features"].shape[0] == 100
+    assert len(reader.read("esn", 0, 100)["features"]) == 4
+    assert not np.isnan(reader.read("esn")["features"]).any()
+
+
+def test_xarray_opens_a_device_group(tmp_path):
+    xr = pytest.importorskip("xarray", reason="xarray is in the dev extra")
+    path = tmp_path / "r.zarr"
+    store = make_store(path)
+    store.append("esn", **block(0, 6))
+    store.add_readout("esn", "ridge", n_outputs=1, describe={})
+    store.finish("complete")
+    ds = xr.open_zarr(path, group="esn", consolidated=False)
+    assert ds.sizes["time"] == 6 and ds.sizes["unit"] == 5 and ds.sizes["input"] == 2
+    assert ds["features"].dims == ("time", "unit")
+
+
+def test_failed_run_keeps_blocks_and_error(tmp_path):
+    path = tmp_path / "r.zarr"
+    store = make_store(path, expected_rows=50)
+    store.append("esn", **block(0, 8))
+    store.finish("failed", "ValueError: boom")
+    r = RunReader(path)
+    assert r.status == "failed" and r.attrs["error"] == "ValueError: boom"
+    assert r.read("esn")["features"].shape == (8, 5)
+
+
+def test_block_arrays_must_agree(tmp_path):
+    store = make_store(tmp_path / "r.zarr")
+    b = block(0, 4)
+    b["targets"] = b["targets"][:3]
+    with pytest.raises(ValueError, match="targets has 3"):
+        store.append("esn", **b)
+
+
+def test_not_a_run_store(tmp_path):
+    with pytest.raises(StoreError, match="no such run store"):
+        RunReader(tmp_path / "missing.zarr")
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
+    with pytest.raises(StoreError, match="not a labbench run"):
+        RunReader(tmp_path / "other.zarr")
+    (tmp_path / "file.zarr").write_text("hello")
+    with pytest.raises(StoreError):
+        RunReader(tmp_path / "file.zarr")
+
+
+def test_new_run_path_never_collides(tmp_path):
+    a = new_run_path(tmp_path, "my protocol/1")
+    a.mkdir()
+    b = new_run_path(tmp_path, "my protocol/1")
+    assert a != b and a.name.endswith("_my-protocol-1.zarr")
+
+
+def test_raw_streams_append_with_offsets(tmp_path):
+    path = tmp_path / "r.zarr"
+    store = make_store(path)
+    store.append("esn", **block(0, 4), raw={"spikes": {"time": np.array([0.1, 0.2]), "channel": np.array([1, 2])}})
+    store.append("esn", **block(4, 4), raw={"spikes": {"time": np.array([0.5]), "channel": np.array([7])}})
+    g = zarr.open_group(str(path), mode="r")["esn/raw/spikes"]
+    np.testing.assert_array_equal(g["channel"][:], [1, 2, 7])
+    np.testing.assert_array_equal(g["offsets"][:], [2, 3])
+
+
+def _writer(path, n_blocks):
+    store = RunStore(path, "", {"protocol_name": "t"})
+    store.add_device("esn", spec=SPEC, describe={"driver": "esn"}, n_outputs=1, dtype="float32", chunk_rows=8,
+                     expected_rows=0)  # resize on every append: the hardest case for readers
+    for i in range(n_blocks):
+        store.append("esn", **block(8 * i, 8))
+    store.finish("complete")
+
+
+def test_tailing_reader_in_another_process_sees_only_whole_blocks(tmp_path):
+    path = tmp_path / "r.zarr"
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=_writer, args=(str(path), 60))
+    proc.start()
+    deadline = time.monotonic() + 60
+    while not (path / "esn" / "zarr.json").exists() or not (path / "esn" / "phase" / "zarr.json").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.05)
+    reader = RunReader(path)
+    seen = 0
+    polls = 0
+    for start, arrays in reader.tail("esn", poll=0.005, timeout=30):
+        assert start == seen
+        feats = arrays["features"]
+        assert not np.isnan(feats).any(), "a reader saw rows that were not written yet"
+        np.testing.assert_array_equal(feats[:, 0], np.arange(start, start + len(feats)))
+        seen += len(feats)
+        polls += 1
+    proc.join(30)
+    assert seen == 480 and reader.status == "complete"
+    assert polls > 1  # it really tailed a store being written
+
+
+def test_attributes_are_plain_json(tmp_path):
+    path = tmp_path / "r.zarr"
+    store = make_store(path)
+    store.set_attrs(timings={"x": np.float64(1.5)}, arr=np.arange(3))
+    store.finish("complete")
+    raw = json.loads((path / "zarr.json").read_text())
+    assert raw["attributes"]["timings"] == {"x": 1.5} and raw["attributes"]["arr"] == [0, 1, 2]
