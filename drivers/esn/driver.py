@@ -128,7 +128,8 @@ class EchoStateNetwork(Reservoir):
         """Current state in original unit order: (N,), or (B, N) after a batched run."""
         self._require_open()
         if self._xb is not None:
-            return self._xb[self._position].T.copy()
+            xb = self._xb[0]  # (n_panels, N, W), original unit order
+            return xb.transpose(0, 2, 1).reshape(-1, xb.shape[1])[: self._xb_n].copy()
         return self._x[self._position].copy()
 
     def set_state(self, x: np.ndarray) -> None:
@@ -143,8 +144,11 @@ class EchoStateNetwork(Reservoir):
             self._x[self._position] = x
             self._xb = None
         else:
-            self._xb = np.zeros((self._sell.n_padded, x.shape[0]), dtype=self._dtype)
-            self._xb[self._position] = x.T
+            self._xb = self._new_batch_state(x.shape[0])
+            n_panels, _, width = self._xb.shape[1:]
+            lanes = np.zeros((n_panels * width, n), dtype=self._dtype)
+            lanes[: x.shape[0]] = x
+            self._xb[0] = lanes.reshape(n_panels, width, n).transpose(0, 2, 1)
 
     # -- running ------------------------------------------------------------------------
     def run(self, u: np.ndarray) -> Block:
@@ -152,12 +156,17 @@ class EchoStateNetwork(Reservoir):
         u = np.ascontiguousarray(self._check_input(u), dtype=self._dtype)
         s = self._sell
         if u.ndim == 3:
-            n_batch, n_steps = u.shape[:2]
-            if self._xb is None or self._xb.shape[1] != n_batch:
-                self._xb = np.zeros((s.n_padded, n_batch), dtype=self._dtype)
+            n_batch, n_steps, n_in = u.shape
+            if self._xb is None or self._xb_n != n_batch:
+                self._xb = self._new_batch_state(n_batch)
+            n_panels, _, width = self._xb.shape[1:]
+            mat, w_in_t, bias = self._batch_operands(width)
+            # sequence b -> lane b % width of panel b // width: (n_panels, T, n_in, width)
+            lanes = np.zeros((n_panels * width, n_steps, n_in), dtype=self._dtype)
+            lanes[:n_batch] = u
+            u_panels = np.ascontiguousarray(lanes.reshape(n_panels, width, n_steps, n_in).transpose(0, 2, 3, 1))
             out = np.empty((n_batch, n_steps, self.params.units), dtype=self._dtype)
-            kernel.run_batch(s.indptr, s.indices, s.data, self._w_in_t, self._bias, u, self._xb,
-                             self._leak, self._position, out, self.params.threads)
+            kernel.run_batch(mat, w_in_t, bias, u_panels, self._xb, self._leak, out, self.params.threads)
             return Block(out)
         out = np.empty((u.shape[0], self.params.units), dtype=self._dtype)
         self._xb = None
@@ -168,6 +177,22 @@ class EchoStateNetwork(Reservoir):
             kernel.run_sequence_parallel(s.slice_ptr, s.idx, s.val, self._w_in_t, self._bias, u, self._x,
                                          self._leak, self._position, out, self.params.threads)
         return Block(out)
+
+    def _new_batch_state(self, n_batch: int) -> np.ndarray:
+        """Zero batch state (2, n_panels, N, W): panels of W sequences, original unit order."""
+        width = kernel.batch_width(n_batch, self._dtype, self.params.threads)
+        self._xb_n = n_batch
+        return kernel.aligned_zeros((2, -(-n_batch // width), self.params.units, width), self._dtype)
+
+    def _batch_operands(self, width: int) -> tuple[kernel.BatchMatrix, np.ndarray, np.ndarray]:
+        """W (column-blocked for ``width``), W_in^T and b in original order, built once per width."""
+        cache = self.__dict__.setdefault("_batch_cache", {})
+        entry = cache.get(width)
+        if entry is None or entry[0] is not self._sell:
+            mat = kernel.BatchMatrix.from_csr(self.W_, self._dtype, width)
+            w_in_t = np.ascontiguousarray(self.W_in_.T, dtype=self._dtype)
+            entry = cache[width] = (self._sell, mat, w_in_t, np.ascontiguousarray(self.bias_, dtype=self._dtype))
+        return entry[1:]
 
     def _require_open(self) -> None:
         if not self._opened:
