@@ -232,7 +232,7 @@ class _Execution:
                 pred = ray.get(actor.free_run.remote(tr.readout, sync, plan.horizon))
                 m.update(p.task.score_free_run(data, plan, pred))
                 store.write_free_run(device, tr.name, plan.starts, pred)
-            store.set_metrics(device, tr.name, m)
+            store.set_metrics(device, tr.name, m, warnings=tr.warnings)
             metrics[tr.name] = m
         self.timings["evaluation_s"] = time.perf_counter() - t0
         return metrics

@@ -7,6 +7,7 @@ readout is scored on has been trained on.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,8 @@ class Trainer:
         self.n_trained = 0
         self._y_true: list[np.ndarray] = []
         self._y_pred: list[np.ndarray] = []
+        #: warnings raised while training or predicting (e.g. an ill-conditioned ridge system)
+        self.warnings: list[str] = []
 
     def update(self, features: np.ndarray, targets: np.ndarray, phase: np.ndarray) -> np.ndarray | None:
         """Consume one block; returns predictions for its rows (NaN where not test), or None."""
@@ -51,7 +54,13 @@ class Trainer:
             return None
         if self.n_trained == 0:
             raise RuntimeError(f"readout {self.name!r}: test rows arrived before any train rows")
-        pred = np.asarray(self.readout.predict(features[test]), dtype=np.float64).reshape(int(test.sum()), -1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pred = np.asarray(self.readout.predict(features[test]), dtype=np.float64).reshape(int(test.sum()), -1)
+        for w in caught:
+            msg = f"{w.category.__name__}: {w.message}"
+            if msg not in self.warnings:
+                self.warnings.append(msg)
         self._y_true.append(np.asarray(targets[test], dtype=np.float64).reshape(pred.shape))
         self._y_pred.append(pred)
         out = np.full((len(phase), pred.shape[1]), np.nan)

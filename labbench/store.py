@@ -35,7 +35,6 @@ import platform
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +171,11 @@ class RunStore:
         grp.create_array("free_run_starts", data=np.asarray(starts, dtype="int64"), dimension_names=("start",),
                          compressors=None)
 
-    def set_metrics(self, device: str, readout: str, metrics: dict[str, float]) -> None:
-        """Record a readout's metrics on its group and in the root summary."""
+    def set_metrics(self, device: str, readout: str, metrics: dict[str, float],
+                    warnings: list[str] | None = None) -> None:
+        """Record a readout's metrics (and any warnings it raised) on its group and in the root summary."""
         grp = self._devices[device].group[f"readouts/{readout}"]
-        grp.attrs.update(_jsonable({"metrics": metrics}))
+        grp.attrs.update(_jsonable({"metrics": metrics, "warnings": list(warnings or [])}))
         summary = dict(self._root.attrs.get("metrics") or {})
         summary.setdefault(device, {})[readout] = metrics
         self._root.attrs.update(_jsonable({"metrics": summary}))
@@ -196,11 +196,6 @@ class RunStore:
         self._root.attrs.update(_jsonable({"status": status, "error": error, "ended": now_iso()}))
 
 
-@dataclass
-class _Readout:
-    predictions: Any
-
-
 class _DeviceWriter:
     def __init__(self, group: zarr.Group, arrays: dict[str, zarr.Array], chunk_rows: int) -> None:
         self.group = group
@@ -208,7 +203,7 @@ class _DeviceWriter:
         self.chunk_rows = chunk_rows
         self.committed = 0
         self.n_blocks = 0
-        self.readouts: dict[str, _Readout] = {}
+        self.readouts: dict[str, zarr.Array] = {}  # name -> predictions
         self._raw: dict[str, dict[str, zarr.Array]] = {}
 
     def _ensure_rows(self, arr: zarr.Array, rows: int) -> None:
@@ -227,8 +222,8 @@ class _DeviceWriter:
             arr = self.arrays[key]
             self._ensure_rows(arr, b)
             arr[a:b] = data
-        for ro in self.readouts.values():
-            self._ensure_rows(ro.predictions, b)
+        for predictions in self.readouts.values():
+            self._ensure_rows(predictions, b)
         if raw:
             self._append_raw(raw)
         self.committed = b
@@ -264,15 +259,15 @@ class _DeviceWriter:
         pred = g.create_array("predictions", shape=(rows, n_outputs), chunks=(self.chunk_rows, n_outputs),
                               dtype="float64", dimension_names=("time", "output"), compressors=None,
                               fill_value=np.nan)
-        self.readouts[name] = _Readout(pred)
+        self.readouts[name] = pred
 
     def write_predictions(self, name: str, start: int, predictions: np.ndarray) -> None:
-        arr = self.readouts[name].predictions
+        arr = self.readouts[name]
         self._ensure_rows(arr, start + len(predictions))
         arr[start:start + len(predictions)] = predictions
 
     def trim(self) -> None:
-        for arr in [*self.arrays.values(), *(r.predictions for r in self.readouts.values())]:
+        for arr in [*self.arrays.values(), *self.readouts.values()]:
             if arr.shape[0] != self.committed:
                 arr.resize((self.committed, *arr.shape[1:]))
 
