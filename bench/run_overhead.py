@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -64,14 +64,16 @@ def main() -> None:
         t = run.timings
         import ray
 
-        rss_actor = None
         bench_rate = t["samples_per_s"]
-    rss_main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {"steps": args.steps, "units": args.units, "block": args.block, "bare_steps_per_s": bare_rate,
               "bench_steps_per_s": bench_rate, "ratio": bench_rate / bare_rate,
               "ray_startup_s": t["ray_startup_s"], "device_startup_s": t["device_startup_s"],
-              "peak_rss_main_mib": rss_main, "metrics": run.metrics}
+              "peak_rss_writer_mib": t["writer_peak_rss_mib"], "peak_rss_device_mib": t["device_peak_rss_mib"],
+              "metrics": run.metrics}
     print(json.dumps(result, indent=2, default=str))
+    out = Path(__file__).resolve().parent / "results" / "run_overhead.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
     ray.shutdown()
 
 

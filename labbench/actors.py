@@ -7,6 +7,7 @@ the bench decides where to resume from the store's ``committed`` row.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ class DeviceActor:
     def __init__(self, driver: str, params: dict[str, Any]) -> None:
         self.reservoir = get_driver(driver)(**params)
         self.reservoir.open()
+        self.busy_s = 0.0  # time spent inside reservoir.run
 
     def info(self) -> dict[str, Any]:
         import ray
@@ -32,11 +34,20 @@ class DeviceActor:
         self.reservoir.reset(seed)
 
     def run(self, u: np.ndarray) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        t0 = time.perf_counter()
         block = self.reservoir.run(u)
+        self.busy_s += time.perf_counter() - t0
         return block.features, block.raw
 
     def free_run(self, readout, sync_inputs: np.ndarray, horizon: int) -> np.ndarray:
         return free_run(self.reservoir, readout, sync_inputs, horizon)
+
+    def stats(self) -> dict[str, float]:
+        """Seconds spent in the driver's ``run`` and peak resident memory (MiB) of this worker."""
+        import resource
+
+        return {"device_busy_s": self.busy_s,
+                "device_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     def close(self) -> None:
         self.reservoir.close()
