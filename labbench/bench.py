@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
 from .live import Trainer
 from .protocol import Protocol, load
 from .readouts import make_readout
@@ -295,7 +294,3 @@ class _ProgressBar:
         self._done += n
         rate = self._done / max(time.perf_counter() - self._t0, 1e-9)
         self._progress.update(self._task, advance=n, rate=f"{rate:,.0f}/s")
-
-
-def version() -> str:
-    return __version__
