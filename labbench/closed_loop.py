@@ -35,7 +35,7 @@ def free_run(reservoir: Reservoir, readout, sync_inputs: np.ndarray, horizon: in
     n_starts = sync_inputs.shape[0]
     if reservoir.supports_batch:
         return _free_run_batch(reservoir, readout, sync_inputs, horizon)
-    return np.stack([_free_run_batch_one(reservoir, readout, sync_inputs[i], horizon) for i in range(n_starts)])
+    return np.stack([_free_run_one(reservoir, readout, sync_inputs[i], horizon) for i in range(n_starts)])
 
 
 def _predict(readout, features: np.ndarray) -> np.ndarray:
@@ -56,7 +56,7 @@ def _free_run_batch(reservoir: Reservoir, readout, sync_inputs: np.ndarray, hori
     return out
 
 
-def _free_run_batch_one(reservoir: Reservoir, readout, sync: np.ndarray, horizon: int) -> np.ndarray:
+def _free_run_one(reservoir: Reservoir, readout, sync: np.ndarray, horizon: int) -> np.ndarray:
     reservoir.reset()
     feats = reservoir.run(sync).features[-1:]
     y = _predict(readout, feats)
