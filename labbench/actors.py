@@ -1,7 +1,9 @@
-"""Ray actors of the bench: one actor per device, taking coarse calls (a block, not a sample).
+"""Ray actors of the bench: one per device, one per live trainer.
 
-The actor rebuilds its device in ``__init__``, so after a restart it is ready again;
-the bench decides where to resume from the store's ``committed`` row.
+A device actor takes coarse calls (a block, not a sample) and rebuilds its device in
+``__init__``, so after a restart it is ready again; the bench decides where to resume
+from the store's ``committed`` row. A trainer actor makes one long call: it tails the
+run store, learns, and writes its readout group (see :mod:`labbench.live`).
 """
 
 from __future__ import annotations
@@ -51,3 +53,24 @@ class DeviceActor:
 
     def close(self) -> None:
         self.reservoir.close()
+
+
+class TrainerActor:
+    """Runs :func:`labbench.live.train_store` for one readout inside a Ray worker.
+
+    It reads and writes the run store through the file system, so the bench places it on
+    the node that holds the store.
+    """
+
+    def __init__(self, path: str, spec: dict[str, Any], device: str, task: Any) -> None:
+        from .protocol import ReadoutSection
+
+        self.path = path
+        self.spec = ReadoutSection.model_validate(spec)
+        self.device = device
+        self.task = task
+
+    def train(self, poll: float = 0.05) -> Any:
+        from .live import train_store
+
+        return train_store(self.path, self.spec, device=self.device, task=self.task, poll=poll)

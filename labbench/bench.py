@@ -2,8 +2,11 @@
 
 Execution is separated from description: :mod:`labbench.protocol` says what to do;
 this module does the I/O. The device actor computes block ``k+1`` while this process
-(the store's one writer) writes block ``k`` and updates the readouts, so the device
-never waits for the disk.
+(the store's one writer) writes block ``k``, so the device never waits for the disk.
+Each readout is trained by its own trainer actor that tails the store as it is written
+(:mod:`labbench.live`), so the writer never waits for learning either; when the stream
+ends the bench collects the trained readouts and runs the closed-loop evaluation in the
+device actor.
 """
 
 from __future__ import annotations
@@ -20,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from .live import Trainer
+from .live import TrainResult
 from .protocol import Protocol, load
-from .readouts import make_readout
-from .store import PHASES, RunReader, RunStore, new_run_path
+from .store import PHASES, ReadoutWriter, RunReader, RunStore, new_run_path
 
 #: environment that keeps Ray quiet, local and on loopback (see shared/PLATFORM.md)
 RAY_ENV = {
@@ -134,16 +136,19 @@ class _Execution:
 
         p = self.proto
         total = p.run.total
-        data = p.task.generate(total, p.protocol.seed)
+        data = p.task.generate_run(p.run.washout, p.run.train, p.run.test, p.protocol.seed)
         phase = np.repeat(np.array([PHASES["washout"], PHASES["train"], PHASES["test"]], dtype=np.int8),
                           [p.run.washout, p.run.train, p.run.test])
         self.timings["ray_startup_s"] = ensure_ray(self.address)
 
-        from .actors import DeviceActor
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from .actors import DeviceActor, TrainerActor
 
         t0 = time.perf_counter()
         actor = ray.remote(num_cpus=1, max_restarts=0)(DeviceActor).remote(p.device.driver, p.device_params())
         store: RunStore | None = None
+        trainers: list = []
         try:
             info = ray.get(actor.info.remote())
             self.timings["device_startup_s"] = time.perf_counter() - t0
@@ -156,15 +161,19 @@ class _Execution:
             device = p.device.group
             first = ray.get(actor.run.remote(data.inputs[:0]))[0]  # dtype probe, zero rows
             store.add_device(device, spec=spec, describe=info["describe"], n_outputs=p.task.n_outputs,
-                             dtype=str(first.dtype), chunk_rows=p.run.block, expected_rows=total)
-            trainers = []
+                             dtype=str(first.dtype), chunk_rows=p.run.block, expected_rows=total,
+                             layout={"washout": p.run.washout, "train": p.run.train, "test": p.run.test},
+                             sequence=data.sequence is not None)
+            # trainers read the store through the file system: keep them on this node
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
             for ro in p.readouts:
-                readout = make_readout(ro.kind, **ro.params)
-                store.add_readout(device, ro.label, n_outputs=p.task.n_outputs,
-                                  describe={"kind": ro.kind, "params": ro.params, "repr": repr(readout)})
-                trainers.append(Trainer(ro.label, readout, p.task))
-            self._stream(actor, store, device, data, phase, trainers)
-            metrics = self._evaluate(actor, store, device, data, trainers)
+                tr = ray.remote(num_cpus=0, max_restarts=0)(TrainerActor).options(scheduling_strategy=here).remote(
+                    str(path), ro.describe(), device, p.task)
+                trainers.append((ro.label, tr, tr.train.remote()))
+            self._stream(actor, store, device, data, phase)
+            store.end_stream(device)
+            results = self._collect(trainers)
+            metrics = self._evaluate(actor, store, device, data, results)
             self.timings.update(ray.get(actor.stats.remote()))
             self.timings["writer_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             store.set_attrs(timings=self.timings)
@@ -179,9 +188,26 @@ class _Execution:
                 store.finish("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
             raise
         finally:
+            for _, tr, _ in trainers:
+                ray.kill(tr)
             _close_actor(actor)
 
-    def _stream(self, actor, store: RunStore, device: str, data, phase: np.ndarray, trainers: list[Trainer]) -> None:
+    def _collect(self, trainers: list) -> list[TrainResult]:
+        """Wait for every trainer to finish the stream; a failed trainer fails the run."""
+        import ray
+
+        t0 = time.perf_counter()
+        results = []
+        for name, _, ref in trainers:
+            try:
+                results.append(ray.get(ref))
+            except ray.exceptions.RayError as exc:
+                cause = getattr(exc, "cause", None) or exc
+                raise RuntimeError(f"readout {name!r} failed: {type(cause).__name__}: {cause}") from None
+        self.timings["trainers_lag_s"] = time.perf_counter() - t0
+        return results
+
+    def _stream(self, actor, store: RunStore, device: str, data, phase: np.ndarray) -> None:
         total = len(phase)
         block = self.proto.run.block
         bounds = [(a, min(a + block, total)) for a in range(0, total, block)]
@@ -203,8 +229,8 @@ class _Execution:
         t_start = time.perf_counter()
         import zarr
 
-        # one BLAS thread for the readouts and one I/O thread for Zarr: the other cores belong to
-        # the device actors (measured: Zarr's default thread pool slows a 1000-unit ESN by ~10%)
+        # one BLAS thread and one I/O thread for Zarr: the other cores belong to the device and
+        # trainer actors (measured: Zarr's default thread pool slows a 1000-unit ESN by ~10%)
         with bar, threadpool_limits(limits=1, user_api="blas"), \
                 zarr.config.set({"threading.max_workers": 1, "async.concurrency": 1}):
             while nxt < min(_PIPELINE_DEPTH, len(bounds)):
@@ -218,12 +244,9 @@ class _Execution:
                     submit()
                 if features.shape[0] != b - a:
                     raise RuntimeError(f"device returned {features.shape[0]} rows for a block of {b - a}")
-                preds = [tr.update(features, data.targets[a:b], phase[a:b]) for tr in trainers]
                 store.append(device, inputs=data.inputs[a:b].astype(features.dtype, copy=False), features=features,
-                             targets=data.targets[a:b], phase=phase[a:b], raw=raw)
-                for tr, pr in zip(trainers, preds):
-                    if pr is not None:
-                        store.write_predictions(device, tr.name, a, pr)
+                             targets=data.targets[a:b], phase=phase[a:b],
+                             sequence=None if data.sequence is None else data.sequence[a:b], raw=raw)
                 bar.advance(b - a)
         elapsed = time.perf_counter() - t_start
         self.timings["stream_s"] = elapsed
@@ -231,23 +254,31 @@ class _Execution:
         self.timings["writer_waiting_s"] = waiting
         self.timings["samples_per_s"] = total / elapsed if elapsed > 0 else float("inf")
 
-    def _evaluate(self, actor, store: RunStore, device: str, data, trainers: list[Trainer]) -> dict[str, Any]:
+    def _evaluate(self, actor, store: RunStore, device: str, data, results: list[TrainResult]) -> dict[str, Any]:
+        """Closed-loop evaluation (tasks that have one) with each trained readout, in the device actor."""
         import ray
+
+        from .store import _jsonable
 
         p = self.proto
         test_start = p.run.washout + p.run.train
         plan = p.task.free_run_plan(data, test_start, test_start + p.run.test) if p.run.test else None
         metrics: dict[str, Any] = {}
         t0 = time.perf_counter()
-        for tr in trainers:
-            m = tr.metrics()
+        for res in results:
+            m = dict(res.metrics)
             if plan is not None:
                 sync = np.stack([data.inputs[s - plan.sync:s] for s in plan.starts])
-                pred = ray.get(actor.free_run.remote(tr.readout, sync, plan.horizon))
+                pred = ray.get(actor.free_run.remote(res.pipeline, sync, plan.horizon))
                 m.update(p.task.score_free_run(data, plan, pred))
-                store.write_free_run(device, tr.name, plan.starts, pred)
-            store.set_metrics(device, tr.name, m, warnings=tr.warnings)
-            metrics[tr.name] = m
+                group = ReadoutWriter.reopen(store.path, device, res.name)
+                group.create_array("free_run", data=np.asarray(pred, dtype="float64"),
+                                   dimension_names=("start", "horizon", "output"), compressors=None)
+                group.create_array("free_run_starts", data=np.asarray(plan.starts, dtype="int64"),
+                                   dimension_names=("start",), compressors=None)
+                group.attrs.update(_jsonable({"metrics": m}))
+            store.set_summary_metrics(device, res.name, m)
+            metrics[res.name] = m
         self.timings["evaluation_s"] = time.perf_counter() - t0
         return metrics
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import inspect
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -91,9 +91,22 @@ class RunSection(_Section):
 
 
 class ReadoutSection(BaseModel):
+    """One ``[[readouts]]`` table: an optional unsupervised module, pooling, a supervised readout.
+
+    Every key other than ``kind``, ``name``, ``module``, ``pool`` and ``n_slices`` is a
+    hyperparameter of the readout. ``module`` is a table ``{kind = "stdp" | "som", ...}``
+    of the module's hyperparameters; it learns (without labels) on train rows and turns
+    every row into the features the readout sees. ``pool`` (sequence tasks only) turns the
+    rows of each sample into one vector: ``last``, ``mean``, ``sum`` or ``slices``.
+    """
+
     model_config = ConfigDict(extra="allow")
-    kind: str = Field("ridge", description="readout kind (ridge, sklearn)")
+    kind: str = Field("ridge", description="readout kind (see labbench.readouts.READOUTS)")
     name: str | None = Field(None, description="name in the store (default: the kind)")
+    module: dict[str, Any] | None = Field(None, description="unsupervised module before the readout")
+    pool: Literal["last", "mean", "sum", "slices"] | None = Field(
+        None, description="per-sample pooling for sequence tasks (default: sum after a module, else mean)")
+    n_slices: int = Field(4, ge=1, description="time slices for pool = 'slices'")
 
     @property
     def label(self) -> str:
@@ -102,6 +115,17 @@ class ReadoutSection(BaseModel):
     @property
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able configuration, as stored in the readout's group."""
+        out: dict[str, Any] = {"kind": self.kind, "name": self.label, **self.params}
+        if self.module is not None:
+            out["module"] = dict(self.module)
+        if self.pool is not None:
+            out["pool"] = self.pool
+            if self.pool == "slices":
+                out["n_slices"] = self.n_slices
+        return out
 
 
 class StoreSection(_Section):
@@ -135,7 +159,7 @@ class Protocol(_Section):
         out = self.model_dump(mode="json", exclude={"text", "source", "overrides", "task"})
         out["task"] = self.task.model_dump(mode="json")
         out["device"]["params"] = self.device_params()
-        out["readouts"] = [{"kind": r.kind, "name": r.label, **r.params} for r in self.readouts]
+        out["readouts"] = [r.describe() for r in self.readouts]
         return out
 
 
@@ -243,6 +267,10 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
         if proto.run.washout < min_washout:
             problems.append(f"run.washout: must be at least {min_washout} for task {task.name!r} "
                             f"(got {proto.run.washout})")
+        problems += task.check_layout(proto.run.washout, proto.run.train, proto.run.test)
+        if task.sequence_length is None:
+            problems += [f"readouts[{i}].pool: only sequence tasks pool per sample (task {task.name!r} "
+                         f"is scored row by row)" for i, ro in enumerate(proto.readouts) if ro.pool is not None]
     if problems:
         raise ProtocolError(source, problems)
     return proto
@@ -253,12 +281,21 @@ def _placeholder() -> Task:
 
 
 def _check_readouts(readouts: list[ReadoutSection]) -> list[str]:
-    from .readouts import READOUTS
+    from .readouts import MODULES, READOUTS, module_class
 
     problems = []
     seen = set()
     for i, ro in enumerate(readouts):
         key = f"readouts[{i}]"
+        if ro.module is not None:
+            mod = dict(ro.module)
+            mkind = mod.pop("kind", None)
+            if mkind not in MODULES:
+                problems.append(f"{key}.module.kind: unknown module {mkind!r} (known: {', '.join(sorted(MODULES))})")
+            else:
+                accepted = set(inspect.signature(module_class(mkind)).parameters)
+                problems += [f"{key}.module.{k}: unknown parameter of module {mkind!r} "
+                             f"(known: {', '.join(sorted(accepted))})" for k in mod if k not in accepted]
         if ro.kind not in READOUTS:
             problems.append(f"{key}.kind: unknown readout {ro.kind!r} (known: {', '.join(sorted(READOUTS))})")
             continue

@@ -9,8 +9,12 @@ Layout (see ``DESIGN.md``)::
         features  (time, unit)
         targets   (time, output)
         phase     (time,)     int8: 0 washout, 1 train, 2 test
+        sequence  (time,)     int32, only for sequence tasks: sample index, -1 between samples
         raw/<stream>/<column> (row,) append-only, plus raw/<stream>/offsets (block,)
-        readouts/<name>/predictions (time, output); attrs: metrics
+        readouts/<name>/      written by that readout's trainer (see ``ReadoutWriter``)
+          predictions (time, output)
+          history/<column> (evaluation,)   the metric history, one row per evaluation
+          attrs: describe, status, consumed, evaluations, metrics, warnings, error
 
 Every array carries ``dimension_names`` so ``xarray.open_zarr(path, group=device,
 consolidated=False)`` opens a device group as a Dataset.
@@ -23,6 +27,11 @@ killed at any point leaves every committed row intact. When the expected length 
 known the arrays are allocated at full length up front (rows past ``committed`` hold
 the fill value) and trimmed to ``committed`` when the run ends, so an append costs
 chunk writes plus one small attribute write.
+
+Each readout group has its own single writer, the trainer (a Ray actor during a run, or
+``labbench train`` replaying a finished run); it follows the same rule with its own
+``consumed`` and ``evaluations`` attributes, so the run's writer and the trainers never
+write the same file.
 """
 
 from __future__ import annotations
@@ -133,11 +142,18 @@ class RunStore:
         dtype: str,
         chunk_rows: int,
         expected_rows: int = 0,
+        layout: dict[str, int] | None = None,
+        sequence: bool = False,
     ) -> None:
-        """Create the group of one device with its time arrays."""
+        """Create the group of one device with its time arrays.
+
+        ``layout`` gives the rows of each phase (``{"washout": ..., "train": ..., "test": ...}``)
+        so trainers can plan their evaluations; ``sequence=True`` adds the ``sequence`` column.
+        """
         g = self._root.create_group(name)
         g.attrs.update(_jsonable({"driver": describe.get("driver", name), "describe": describe, "spec": spec,
-                                  "committed": 0, "chunk_rows": chunk_rows}))
+                                  "committed": 0, "chunk_rows": chunk_rows, "expected_rows": expected_rows,
+                                  "layout": layout or {}, "stream_done": False}))
         widths = {"inputs": (spec["n_inputs"], dtype, "input"),
                   "features": (spec["n_features"], dtype, spec.get("feature_name", "unit")),
                   "targets": (n_outputs, "float64", "output")}
@@ -147,35 +163,29 @@ class RunStore:
                                          dimension_names=("time", dim), compressors=None, fill_value=np.nan)
         arrays["phase"] = g.create_array("phase", shape=(expected_rows,), chunks=(chunk_rows,), dtype="int8",
                                          dimension_names=("time",), compressors=None, fill_value=-1)
+        if sequence:
+            arrays["sequence"] = g.create_array("sequence", shape=(expected_rows,), chunks=(chunk_rows,),
+                                                dtype="int32", dimension_names=("time",), compressors=None,
+                                                fill_value=-1)
+        g.create_group("readouts")  # made here so concurrent trainers never race to create it
         self._devices[name] = _DeviceWriter(g, arrays, chunk_rows)
 
     def committed(self, device: str) -> int:
         return self._devices[device].committed
 
     def append(self, device: str, *, inputs: np.ndarray, features: np.ndarray, targets: np.ndarray,
-               phase: np.ndarray, raw: dict[str, dict[str, np.ndarray]] | None = None) -> int:
+               phase: np.ndarray, sequence: np.ndarray | None = None,
+               raw: dict[str, dict[str, np.ndarray]] | None = None) -> int:
         """Write one block of every time array, then advance ``committed``; returns it."""
-        return self._devices[device].append(inputs=inputs, features=features, targets=targets, phase=phase, raw=raw)
+        return self._devices[device].append(inputs=inputs, features=features, targets=targets, phase=phase,
+                                            sequence=sequence, raw=raw)
 
-    def add_readout(self, device: str, name: str, *, n_outputs: int, describe: dict[str, Any]) -> None:
-        self._devices[device].add_readout(name, n_outputs, describe)
+    def end_stream(self, device: str) -> None:
+        """Tell trainers that no more rows will come for ``device``."""
+        self._devices[device].group.attrs.update({"stream_done": True})
 
-    def write_predictions(self, device: str, readout: str, start: int, predictions: np.ndarray) -> None:
-        self._devices[device].write_predictions(readout, start, predictions)
-
-    def write_free_run(self, device: str, readout: str, starts: np.ndarray, predictions: np.ndarray) -> None:
-        """Closed-loop predictions (start, horizon, output) of a generative evaluation."""
-        grp = self._devices[device].group[f"readouts/{readout}"]
-        grp.create_array("free_run", data=np.asarray(predictions, dtype="float64"),
-                         dimension_names=("start", "horizon", "output"), compressors=None)
-        grp.create_array("free_run_starts", data=np.asarray(starts, dtype="int64"), dimension_names=("start",),
-                         compressors=None)
-
-    def set_metrics(self, device: str, readout: str, metrics: dict[str, float],
-                    warnings: list[str] | None = None) -> None:
-        """Record a readout's metrics (and any warnings it raised) on its group and in the root summary."""
-        grp = self._devices[device].group[f"readouts/{readout}"]
-        grp.attrs.update(_jsonable({"metrics": metrics, "warnings": list(warnings or [])}))
+    def set_summary_metrics(self, device: str, readout: str, metrics: dict[str, Any]) -> None:
+        """Record a readout's final metrics in the root summary (``labbench show``)."""
         summary = dict(self._root.attrs.get("metrics") or {})
         summary.setdefault(device, {})[readout] = metrics
         self._root.attrs.update(_jsonable({"metrics": summary}))
@@ -203,7 +213,6 @@ class _DeviceWriter:
         self.chunk_rows = chunk_rows
         self.committed = 0
         self.n_blocks = 0
-        self.readouts: dict[str, zarr.Array] = {}  # name -> predictions
         self._raw: dict[str, dict[str, zarr.Array]] = {}
 
     def _ensure_rows(self, arr: zarr.Array, rows: int) -> None:
@@ -211,9 +220,13 @@ class _DeviceWriter:
             grow = max(rows, arr.shape[0] + 16 * self.chunk_rows)
             arr.resize((grow, *arr.shape[1:]))
 
-    def append(self, *, inputs, features, targets, phase, raw) -> int:
+    def append(self, *, inputs, features, targets, phase, sequence, raw) -> int:
         n = len(features)
         parts = {"inputs": inputs, "features": features, "targets": targets, "phase": phase}
+        if "sequence" in self.arrays:
+            if sequence is None:
+                raise ValueError("this device group has a sequence column: pass sequence= with every block")
+            parts["sequence"] = sequence
         for key, data in parts.items():
             if len(data) != n:
                 raise ValueError(f"block arrays disagree in length: features has {n} rows, {key} has {len(data)}")
@@ -222,8 +235,6 @@ class _DeviceWriter:
             arr = self.arrays[key]
             self._ensure_rows(arr, b)
             arr[a:b] = data
-        for predictions in self.readouts.values():
-            self._ensure_rows(predictions, b)
         if raw:
             self._append_raw(raw)
         self.committed = b
@@ -252,24 +263,105 @@ class _DeviceWriter:
             off.resize((off.shape[0] + 1,))
             off[-1] = start + len(first)
 
-    def add_readout(self, name: str, n_outputs: int, describe: dict[str, Any]) -> None:
-        g = self.group.require_group(f"readouts/{name}")
-        g.attrs.update(_jsonable({"describe": describe, "metrics": {}}))
-        rows = self.arrays["features"].shape[0]
-        pred = g.create_array("predictions", shape=(rows, n_outputs), chunks=(self.chunk_rows, n_outputs),
-                              dtype="float64", dimension_names=("time", "output"), compressors=None,
-                              fill_value=np.nan)
-        self.readouts[name] = pred
-
-    def write_predictions(self, name: str, start: int, predictions: np.ndarray) -> None:
-        arr = self.readouts[name]
-        self._ensure_rows(arr, start + len(predictions))
-        arr[start:start + len(predictions)] = predictions
-
     def trim(self) -> None:
-        for arr in [*self.arrays.values(), *self.readouts.values()]:
+        for arr in self.arrays.values():
             if arr.shape[0] != self.committed:
                 arr.resize((self.committed, *arr.shape[1:]))
+
+
+class ReadoutWriter:
+    """The single writer of one readout group, ``<device>/readouts/<name>``.
+
+    Created by a trainer before it consumes anything. Predictions are written first and
+    the ``consumed`` attribute (rows of the device stream the readout has seen) moves
+    after them; a history row is appended to every ``history/<column>`` array before
+    ``evaluations`` moves, so a reader polling the group never sees a half-written
+    evaluation.
+
+    Parameters
+    ----------
+    path : path-like
+        The run store (must already be a labbench run; see :class:`RunReader`).
+    device, name : str
+        Device group and readout name; the name must be new.
+    n_outputs : int
+        Width of the predictions.
+    describe : dict
+        The readout's configuration (kind, parameters, module, pooling).
+    history_columns : list of str
+        Columns of the metric history.
+    rows, chunk_rows : int
+        Initial length (the device stream's expected rows) and chunk length of
+        ``predictions``.
+
+    Raises
+    ------
+    StoreError
+        If the device group is missing or the readout name is taken.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], device: str, name: str, *, n_outputs: int,
+                 describe: dict[str, Any], history_columns: list[str], rows: int, chunk_rows: int) -> None:
+        self.path = Path(path)
+        root = zarr.open_group(str(self.path), mode="r+")
+        if device not in root:
+            raise StoreError(f"{self.path}: no device group {device!r}")
+        parent = root[device].require_group("readouts")
+        if name in parent:
+            raise StoreError(f"{self.path}: {device}/readouts/{name} already exists; choose another name")
+        self.group = parent.create_group(name)
+        self.group.attrs.update(_jsonable({
+            "describe": describe, "status": "running", "error": None, "consumed": 0, "evaluations": 0,
+            "metrics": {}, "warnings": [], "history_columns": list(history_columns), "started": now_iso(),
+            "ended": None, "trainer": {"host": platform.node(), "pid": os.getpid()}}))
+        self.chunk_rows = chunk_rows
+        self.predictions = self.group.create_array(
+            "predictions", shape=(rows, n_outputs), chunks=(chunk_rows, n_outputs), dtype="float64",
+            dimension_names=("time", "output"), compressors=None, fill_value=np.nan)
+        hist = self.group.create_group("history")
+        self.history = {c: hist.create_array(c, shape=(0,), chunks=(1024,), dtype="float64",
+                                             dimension_names=("evaluation",), compressors=None)
+                        for c in history_columns}
+        self.consumed = 0
+        self.evaluations = 0
+
+    def write(self, start: int, predictions: np.ndarray | None, consumed: int) -> None:
+        """Write predictions for rows ``start:start+len`` (if any), then advance ``consumed``."""
+        if predictions is not None and len(predictions):
+            stop = start + len(predictions)
+            if self.predictions.shape[0] < stop:
+                self.predictions.resize((max(stop, self.predictions.shape[0] + 16 * self.chunk_rows),
+                                         self.predictions.shape[1]))
+            self.predictions[start:stop] = predictions
+        self.consumed = consumed
+        self.group.attrs.update({"consumed": consumed})
+
+    def add_evaluation(self, values: dict[str, float], metrics: dict[str, Any]) -> None:
+        """Append one history row (missing columns are NaN), then record ``metrics`` as the latest."""
+        n = self.evaluations
+        for col, arr in self.history.items():
+            arr.resize((n + 1,))
+            arr[n] = float(values.get(col, np.nan))
+        self.evaluations = n + 1
+        self.group.attrs.update(_jsonable({"evaluations": n + 1, "metrics": metrics}))
+
+    def set_attrs(self, **attrs: Any) -> None:
+        self.group.attrs.update(_jsonable(attrs))
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Trim predictions to ``consumed`` and mark the readout ``complete``/``aborted``/``failed``."""
+        if status not in STATUSES[1:]:
+            raise ValueError(f"final status must be one of {STATUSES[1:]}, got {status!r}")
+        try:
+            if self.predictions.shape[0] != self.consumed:
+                self.predictions.resize((self.consumed, self.predictions.shape[1]))
+        finally:
+            self.group.attrs.update(_jsonable({"status": status, "error": error, "ended": now_iso()}))
+
+    @classmethod
+    def reopen(cls, path: str | os.PathLike[str], device: str, name: str) -> zarr.Group:
+        """The group of an existing readout, for writing after its trainer finished."""
+        return zarr.open_group(str(path), mode="r+")[f"{device}/readouts/{name}"]
 
 
 def _versions() -> dict[str, str]:
@@ -337,14 +429,37 @@ class RunReader:
         stop = committed if stop is None else min(stop, committed)
         start = min(start, stop)
         out = {key: g[key][start:stop] for key in _TIME_ARRAYS}
+        if "sequence" in g:
+            out["sequence"] = g["sequence"][start:stop]
         if "readouts" in g:
             for name, rg in g["readouts"].groups():
-                out[f"readouts/{name}/predictions"] = rg["predictions"][start:stop]
+                pred = rg["predictions"]
+                part = pred[start:min(stop, pred.shape[0])]
+                if len(part) < stop - start:  # the trainer is behind or stopped early
+                    part = np.concatenate([part, np.full((stop - start - len(part), pred.shape[1]), np.nan)])
+                out[f"readouts/{name}/predictions"] = part
         return out
+
+    def readouts(self, device: str) -> dict[str, dict[str, Any]]:
+        """Attributes of every readout group of ``device``, by name."""
+        g = self._open()[device]
+        if "readouts" not in g:
+            return {}
+        return {name: dict(rg.attrs) for name, rg in sorted(g["readouts"].groups())}
+
+    def history(self, device: str, readout: str) -> dict[str, np.ndarray]:
+        """The metric history of a readout, one array per column, up to ``evaluations``."""
+        g = self._open()[f"{device}/readouts/{readout}"]
+        n = int(g.attrs.get("evaluations", 0))
+        cols = list(g.attrs.get("history_columns", []))
+        return {c: g[f"history/{c}"][:n] for c in cols}
 
     def tail(self, device: str, *, start: int = 0, poll: float = 0.1, timeout: float | None = None
              ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """Yield ``(start_row, arrays)`` for each newly committed stretch until the run ends.
+        """Yield ``(start_row, arrays)`` for each newly committed stretch until the stream ends.
+
+        The stream ends when the run is no longer ``running`` or its writer marked the
+        device's ``stream_done`` (the run may still be evaluating).
 
         Raises ``TimeoutError`` if nothing new arrives within ``timeout`` seconds while
         the run is still ``running``.
@@ -354,13 +469,14 @@ class RunReader:
         while True:
             root = self._open()
             status = root.attrs.get("status")
-            committed = int(root[device].attrs.get("committed", 0))
+            dev_attrs = root[device].attrs
+            committed = int(dev_attrs.get("committed", 0))
             if committed > pos:
                 yield pos, self.read(device, pos, committed)
                 pos = committed
                 last_progress = time.monotonic()
                 continue
-            if status != "running":
+            if status != "running" or dev_attrs.get("stream_done"):
                 return
             if timeout is not None and time.monotonic() - last_progress > timeout:
                 raise TimeoutError(f"{self.path}:{device}: no new rows for {timeout} s (committed={pos})")

@@ -6,9 +6,15 @@ Readouts are scikit-learn estimators that learn block by block through
 - :class:`IncrementalRidge` (kind ``"ridge"``): exact incremental ridge regression.
 - :class:`SklearnReadout` (kind ``"sklearn"``): any scikit-learn regressor or
   classifier, fed through its own ``partial_fit`` or refit on the data seen.
+- :class:`VoteClassifier` (kind ``"vote"``): labels units by the class they answer
+  most and classifies by their vote (Diehl & Cook 2015), for STDP and SOM layers.
 
-:func:`make_readout` builds one from a kind and keyword parameters, as a
-``[[readouts]]`` table of a protocol describes it.
+Unsupervised modules (:data:`MODULES`) learn without labels and feed a readout:
+``"stdp"`` (:class:`~labbench.readouts.stdp.STDPLayer`) and ``"som"``
+(:class:`~labbench.readouts.som.SOM`). They are imported on first use.
+
+:func:`make_readout` and :func:`make_module` build them from a kind and keyword
+parameters, as a ``[[readouts]]`` table of a protocol describes them.
 """
 
 from __future__ import annotations
@@ -20,16 +26,42 @@ from typing import Any
 
 from sklearn.base import BaseEstimator
 
+from .labelling import VoteClassifier
 from .ridge import IncrementalRidge
 from .sklearn_readout import SklearnReadout
 
-__all__ = ["READOUTS", "IncrementalRidge", "SklearnReadout", "make_readout"]
+__all__ = ["MODULES", "READOUTS", "IncrementalRidge", "SklearnReadout", "VoteClassifier", "make_module",
+           "make_readout", "module_class"]
 
 #: Readout kinds known to :func:`make_readout`, by name.
 READOUTS: dict[str, type[BaseEstimator]] = {
     "ridge": IncrementalRidge,
     "sklearn": SklearnReadout,
+    "vote": VoteClassifier,
 }
+
+#: Unsupervised module kinds known to :func:`make_module`: ``module:Class`` import paths.
+MODULES: dict[str, str] = {
+    "stdp": "labbench.readouts.stdp:STDPLayer",
+    "som": "labbench.readouts.som:SOM",
+}
+
+
+def module_class(kind: str) -> type[BaseEstimator]:
+    """The class of an unsupervised module kind (imported on first use)."""
+    try:
+        path = MODULES[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown module kind {kind!r}; known kinds: {', '.join(map(repr, MODULES))}.") from None
+    mod, _, attr = path.partition(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
+def make_module(kind: str, **params: Any) -> BaseEstimator:
+    """Build an unsupervised module (``"stdp"``, ``"som"``) from its hyperparameters."""
+    cls = module_class(kind)
+    _check_params(cls, params, f"module kind {kind!r}")
+    return cls(**params)
 
 
 def make_readout(kind: str, **params: Any) -> BaseEstimator:

@@ -382,7 +382,7 @@ def test_sklearn_readout_clone_and_pickle(well_conditioned):
 
 
 def test_make_readout_registry():
-    assert READOUTS == {"ridge": IncrementalRidge, "sklearn": SklearnReadout}
+    assert READOUTS["ridge"] is IncrementalRidge and READOUTS["sklearn"] is SklearnReadout
     ridge = make_readout("ridge", alpha=1e-4, fit_intercept=False)
     assert isinstance(ridge, IncrementalRidge)
     assert ridge.get_params() == {"alpha": 1e-4, "fit_intercept": False}

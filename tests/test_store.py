@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
-from labbench.store import RunReader, RunStore, StoreError, new_run_path
+from labbench.store import ReadoutWriter, RunReader, RunStore, StoreError, new_run_path
 
 SPEC = {"n_inputs": 2, "n_features": 5, "feature_name": "unit"}
 
@@ -64,11 +64,39 @@ def test_xarray_opens_a_device_group(tmp_path):
     path = tmp_path / "r.zarr"
     store = make_store(path)
     store.append("esn", **block(0, 6))
-    store.add_readout("esn", "ridge", n_outputs=1, describe={})
+    ro = ReadoutWriter(path, "esn", "ridge", n_outputs=1, describe={}, history_columns=["row", "test_nrmse"],
+                       rows=6, chunk_rows=6)
+    ro.write(0, np.ones((6, 1)), 6)
+    ro.add_evaluation({"row": 6, "test_nrmse": 0.5}, {"nrmse": 0.5})
+    ro.finish("complete")
     store.finish("complete")
     ds = xr.open_zarr(path, group="esn", consolidated=False)
     assert ds.sizes["time"] == 6 and ds.sizes["unit"] == 5 and ds.sizes["input"] == 2
     assert ds["features"].dims == ("time", "unit")
+    hist = xr.open_zarr(path, group="esn/readouts/ridge/history", consolidated=False)
+    assert hist["test_nrmse"].values.tolist() == [0.5]
+    pred = xr.open_zarr(path, group="esn/readouts/ridge", consolidated=False)
+    assert pred["predictions"].dims == ("time", "output") and pred.sizes["time"] == 6
+
+
+def test_readout_writer_refuses_a_taken_name_and_reader_sees_history(tmp_path):
+    path = tmp_path / "r.zarr"
+    store = make_store(path, expected_rows=20)
+    store.append("esn", **block(0, 8))
+    ro = ReadoutWriter(path, "esn", "ridge", n_outputs=1, describe={"kind": "ridge"},
+                       history_columns=["row", "test_nrmse"], rows=20, chunk_rows=4)
+    ro.write(4, np.full((4, 1), 2.0), 8)
+    ro.add_evaluation({"row": 8}, {})  # a missing column is NaN
+    r = RunReader(path)
+    assert r.readouts("esn")["ridge"]["status"] == "running" and r.readouts("esn")["ridge"]["consumed"] == 8
+    h = r.history("esn", "ridge")
+    assert h["row"].tolist() == [8.0] and np.isnan(h["test_nrmse"]).all()
+    pred = r.read("esn")["readouts/ridge/predictions"]
+    assert np.isnan(pred[:4]).all() and (pred[4:8] == 2.0).all()
+    with pytest.raises(StoreError, match="already exists"):
+        ReadoutWriter(path, "esn", "ridge", n_outputs=1, describe={}, history_columns=[], rows=1, chunk_rows=1)
+    ro.finish("complete")
+    assert zarr.open_group(str(path), mode="r")["esn/readouts/ridge/predictions"].shape == (8, 1)
 
 
 def test_failed_run_keeps_blocks_and_error(tmp_path):

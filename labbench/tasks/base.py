@@ -38,6 +38,8 @@ class TaskData:
     inputs: np.ndarray
     targets: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    #: sequence tasks only: the sample each row belongs to (``-1`` between samples), shape (T,)
+    sequence: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,29 @@ class Task(BaseModel, ABC):
         seed : int
             Seed of every random draw; the same seed gives identical arrays.
         """
+
+    @property
+    def sequence_length(self) -> int | None:
+        """Rows per sample (rest included) for sequence tasks, whose samples are classified
+        one by one; ``None`` for tasks scored row by row."""
+        return None
+
+    @property
+    def classes(self) -> list[int] | None:
+        """Every class label of a classification task; ``None`` for regression tasks."""
+        return None
+
+    def generate_run(self, washout: int, train: int, test: int, seed: int) -> TaskData:
+        """Data for a run with these phase lengths (rows).
+
+        Tasks with a held-out set (digits) override this so test rows only ever show
+        held-out samples; by default it is ``generate(washout + train + test, seed)``.
+        """
+        return self.generate(washout + train + test, seed)
+
+    def check_layout(self, washout: int, train: int, test: int) -> list[str]:
+        """Problems with these phase lengths, as ``run.<key>: ...`` lines (none by default)."""
+        return []
 
     def score(self, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         """Teacher-forced test metrics; by default ``{"nrmse": nrmse(y_true, y_pred)}``."""
