@@ -6,6 +6,7 @@ The Python API mirrors the CLI::
     run = lb.run("protocols/narma10.toml", set={"device.params.units": 1000})
     run.metrics, run.store
     r = lb.open_run(run.store)          # any run, finished or still going
+    lb.train(run.store, "rls", name="rls")  # replay it through another learner
     with lb.open_device("esn", units=500, seed=1) as res:
         block = res.run(u)
 """
@@ -29,6 +30,13 @@ def open_run(path):
     return RunReader(path)
 
 
+def train(store, readout=None, **kwargs):
+    """Train a readout on a run store (finished or running); see :func:`labbench.live.train`."""
+    from .live import train as _train
+
+    return _train(store, readout, **kwargs)
+
+
 def load_protocol(path, overrides=None):
     """Read and validate a protocol file; see :func:`labbench.protocol.load`."""
     from .protocol import load
@@ -36,4 +44,4 @@ def load_protocol(path, overrides=None):
     return load(path, overrides)
 
 
-__all__ = ["Block", "Reservoir", "Spec", "open_device", "open_run", "run", "load_protocol", "__version__"]
+__all__ = ["Block", "Reservoir", "Spec", "open_device", "open_run", "run", "train", "load_protocol", "__version__"]

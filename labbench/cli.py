@@ -1,6 +1,7 @@
 """``labbench``: the command line, a thin face over the Python API.
 
-Exit codes: 0 success, 1 the run failed, 2 invalid protocol or usage, 130 interrupted.
+Exit codes: 0 success, 1 the run (or training) failed, 2 invalid protocol, store or usage,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -60,6 +61,69 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .live import TrainerError, load_model, readout_specs, save_model, train_store
+    from .protocol import parse_override
+
+    params: dict[str, Any] = {}
+    for item in args.set:
+        key, value = parse_override(item)
+        node = params
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    if args.readout is None and (params or args.name):
+        raise TrainerError("--set and --name describe a readout: give its kind with --readout")
+    specs = readout_specs(args.store, args.readout, name=args.name, params=params)
+    model = load_model(args.model) if args.model else None
+    if args.save_model and len(specs) != 1:
+        raise TrainerError("--save-model saves one readout: give it with --readout")
+    out = _console()
+    metrics = {}
+    for spec in specs:
+        with _RowsBar(f"train {spec.label}", enabled=not args.quiet) as bar:
+            res = train_store(args.store, spec, device=args.device, model=model, on_block=bar.update,
+                              timeout=args.timeout)
+        metrics[res.name] = res.metrics
+        for w in res.warnings:
+            out.print(f"[yellow]warning[/yellow] {res.name}: {w}")
+        if args.save_model:
+            save_model(res.pipeline, args.save_model)
+            out.print(f"model saved: {args.save_model}")
+    if args.json:
+        print(json.dumps({"store": str(args.store), "metrics": metrics}, default=str))
+        return 0
+    out.print(_metrics_table(metrics, f"{args.store}: test metrics"))
+    return 0
+
+
+class _RowsBar:
+    """Progress over the rows of a stream (a live one grows while it is followed)."""
+
+    def __init__(self, label: str, *, enabled: bool) -> None:
+        self.enabled = enabled
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                               TextColumn("rows"), TimeElapsedColumn(), console=_console(stderr=True))
+            self._task = self._p.add_task(label, total=None)
+
+    def __enter__(self) -> _RowsBar:
+        if self.enabled:
+            self._p.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._p.__exit__(*exc)
+
+    def update(self, done: int, total: int) -> None:
+        if self.enabled:
+            self._p.update(self._task, completed=done, total=max(total, done))
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .protocol import load
 
@@ -104,9 +168,47 @@ def cmd_show(args: argparse.Namespace) -> int:
     timings = attrs.get("timings") or {}
     if timings:
         out.print("  timings   " + ", ".join(f"{k} {_fmt(v)}" for k, v in timings.items()))
-    for dev, per_readout in (attrs.get("metrics") or {}).items():
-        out.print(_metrics_table(per_readout, f"{dev}: metrics"))
+    for dev in reader.devices:
+        readouts = reader.readouts(dev)
+        if not readouts:
+            continue
+        out.print(_metrics_table({n: ro.get("metrics") or {} for n, ro in readouts.items()}, f"{dev}: metrics"))
+        for name, ro in readouts.items():
+            out.print(_history_line(reader, dev, name, ro, args.history))
     return 0
+
+
+def _history_line(reader, device: str, name: str, ro: dict[str, Any], n_rows: int) -> str:
+    """One readout's status and metric history: a sparkline and the last evaluations."""
+    import numpy as np
+
+    hist = reader.history(device, name)
+    status = ro.get("status", "?")
+    head = f"  {name}: {status}" + (f" ({ro['error']})" if ro.get("error") else "") + \
+        f", {ro.get('consumed', 0):,} rows consumed, {ro.get('evaluations', 0)} evaluations"
+    lines = [head]
+    for col in [c for c in hist if c.startswith(("prequential_", "test_"))]:
+        v = hist[col]
+        rows = hist["row"]
+        ok = ~np.isnan(v)
+        if not ok.any():
+            continue
+        last = ", ".join(f"{_fmt(r)}:{_fmt(x)}" for r, x in list(zip(rows[ok], v[ok]))[-n_rows:])
+        lines.append(f"    {col:<28} {_sparkline(v[ok])}  (row:value) … {last}")
+    return "\n".join(lines)
+
+
+def _sparkline(values) -> str:
+    import numpy as np
+
+    bars = "▁▂▃▄▅▆▇█"
+    v = np.asarray(values, dtype=float)
+    if len(v) > 40:  # keep it one line: sample 40 evenly
+        v = v[np.linspace(0, len(v) - 1, 40).astype(int)]
+    lo, hi = np.nanmin(v), np.nanmax(v)
+    if not np.isfinite(lo) or hi == lo:
+        return bars[3] * len(v)
+    return "".join(bars[int(round((x - lo) / (hi - lo) * 7))] for x in v)
 
 
 def _writer_gone_note(attrs: dict[str, Any]) -> str:
@@ -145,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run reservoir-computing protocols on software, physical and biological reservoirs.",
         epilog="Examples:\n  labbench run protocols/mackey_glass.toml\n"
                "  labbench run protocols/narma10.toml --set device.params.units=1000\n"
-               "  labbench show runs/<run>.zarr\n  labbench validate protocols/lorenz.toml",
+               "  labbench show runs/<run>.zarr\n  labbench train runs/<run>.zarr --readout rls --name rls\n"
+               "  labbench validate protocols/lorenz.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
 
@@ -179,7 +282,36 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Show any run, finished or still being written.")
     p.add_argument("store", type=Path)
     p.add_argument("--json", action="store_true", help="print the root attributes as JSON")
+    p.add_argument("--history", type=int, default=5, metavar="N",
+                   help="evaluations of each readout's metric history to list (default 5)")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("train", help="train a readout on a run store (finished, or followed while it runs)",
+                       description="Train a readout on the stream of a run store without touching the device: "
+                                   "replay a finished run through another learner, or follow one still running. "
+                                   "It learns on train rows and is scored on test rows, and writes predictions, "
+                                   "the metric history and the final metrics under <device>/readouts/<name>/. "
+                                   "Without --readout, the store's own readouts are replayed as <name>-replay.",
+                       epilog="Examples:\n  labbench train runs/<run>.zarr\n"
+                              "  labbench train runs/<run>.zarr --readout rls --set forgetting=0.9999 --name rls\n"
+                              "  labbench train runs/<run>.zarr --readout vote --set module.kind=som "
+                              "--set module.rows=12 --set module.cols=12",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("store", type=Path, help="run store (.zarr)")
+    p.add_argument("--readout", default=None, metavar="KIND",
+                   help="readout kind: ridge, rls, force, sklearn, vote (default: replay the store's readouts)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a readout hyperparameter, e.g. --set alpha=1e-6, --set module.kind=stdp, --set pool=sum "
+                        "(repeatable; values read as TOML)")
+    p.add_argument("--name", default=None, help="name of the new readout group (default: the kind)")
+    p.add_argument("--device", default=None, help="device group (default: the only one)")
+    p.add_argument("--model", default=None, type=Path, help="start from a model saved with --save-model")
+    p.add_argument("--save-model", default=None, type=Path, help="pickle the trained model to this file")
+    p.add_argument("--timeout", default=None, type=float,
+                   help="give up following a live run after this many seconds without new rows")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("devices", help="list installed drivers and whether each is available")
     p.add_argument("--json", action="store_true")
@@ -188,12 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .live import TrainerError
     from .protocol import ProtocolError
     from .store import StoreError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except TrainerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except ProtocolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -119,6 +119,7 @@ class Trainer:
         }
         self._blocks_seen = {TRAIN: 0, TEST: 0}
         self._test_due = False
+        self._last_history: dict[str, float] | None = None
         self.n_train = 0
         self.n_test = 0
         self._fitted = False
@@ -189,10 +190,11 @@ class Trainer:
             seq_start = self._carry_start
         else:
             seq_start = start
-        # the last sequence may continue in the next block: keep it back
+        # the last sequence may continue in the next block: keep it back. Sample k of a sequence
+        # task starts at row k * sequence_length, so a block ending on that grid closes it.
         seq = rows["sequence"]
         cut = len(seq)
-        if seq[-1] >= 0:
+        if seq[-1] >= 0 and self.position % self.task.sequence_length:
             cut = int(np.flatnonzero(np.r_[True, seq[1:] != seq[:-1]])[-1])
         done = {k: v[:cut] for k, v in rows.items()}
         self._carry = {k: v[cut:] for k, v in rows.items()}
@@ -322,6 +324,11 @@ class Trainer:
             row[f"prequential_{self.metric}"] = float(preq)
         if test_now:
             row[f"test_{self.metric}"] = float(self.metrics().get(self.metric, np.nan))
+        if force_test and preq is None and self._last_history is not None and \
+                {k: v for k, v in self._last_history.items() if k != "row"} == \
+                {k: v for k, v in row.items() if k != "row"}:
+            return None  # the final evaluation adds nothing new
+        self._last_history = row
         return row
 
 
@@ -467,6 +474,71 @@ def train_store(path: str | Path, spec: ReadoutSection, *, device: str | None = 
     except BaseException as exc:
         writer.finish("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
         raise
+
+
+def readout_specs(path: str | Path, readout: str | dict[str, Any] | ReadoutSection | None = None, *,
+                  name: str | None = None, params: dict[str, Any] | None = None) -> list[ReadoutSection]:
+    """What :func:`train` trains: one readout described by kind + parameters, or (no
+    ``readout``) every readout of the store's own protocol, renamed ``<name>-replay``."""
+    from .protocol import ProtocolError, _check_readouts
+
+    if readout is None:
+        try:
+            proto = RunReader(path).attrs.get("protocol") or {}
+        except StoreError as exc:
+            raise TrainerError(str(exc)) from None
+        specs = [ReadoutSection.model_validate({**r, "name": f"{r.get('name') or r['kind']}-replay"})
+                 for r in proto.get("readouts", [])]
+        if not specs:
+            raise TrainerError(f"{path}: the store's protocol lists no readouts; give one with --readout")
+        return specs
+    if isinstance(readout, ReadoutSection):
+        data = readout.describe()
+    elif isinstance(readout, str):
+        data = {"kind": readout}
+    else:
+        data = dict(readout)
+    data.update(params or {})
+    if name is not None:
+        data["name"] = name
+    try:
+        spec = ReadoutSection.model_validate(data)
+    except Exception as exc:
+        raise TrainerError(f"readout {data.get('kind')!r}: {exc}") from None
+    problems = _check_readouts([spec])
+    if problems:
+        raise TrainerError(str(ProtocolError("--readout", [p.replace("readouts[0].", "") for p in problems])))
+    return [spec]
+
+
+def train(store: str | Path, readout: str | dict[str, Any] | ReadoutSection | None = None, *,
+          name: str | None = None, device: str | None = None, model: str | Path | Pipeline | None = None,
+          **params: Any) -> list[TrainResult]:
+    """Train readouts on a run store, finished or still running (``labbench train``).
+
+    Parameters
+    ----------
+    store : path-like
+        The run store.
+    readout : str, dict or ReadoutSection, optional
+        Readout kind (``"rls"``) or a whole ``[[readouts]]`` table. Omitted: replay every
+        readout of the store's protocol, each as ``<name>-replay``.
+    name : str, optional
+        Name of the new readout group (default: the kind).
+    device : str, optional
+        Device group (default: the only one).
+    model : path-like or Pipeline, optional
+        Start from an already trained pipeline (e.g. one trained on another run).
+    **params
+        Hyperparameters of the readout (and ``module``, ``pool``...).
+
+    Examples
+    --------
+    >>> lb.train("runs/20261122T101500_mackey_glass.zarr", "rls", forgetting=1.0, name="rls")  # doctest: +SKIP
+    """
+    specs = readout_specs(store, readout, name=name, params=params)
+    pipeline = load_model(model) if isinstance(model, (str, Path)) else model
+    return [train_store(store, spec, device=device, model=pipeline) for spec in specs]
 
 
 def save_model(pipeline: Pipeline, path: str | Path) -> None:

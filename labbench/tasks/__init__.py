@@ -12,6 +12,7 @@ from typing import Annotated, Any, Union
 from pydantic import Field
 
 from labbench.tasks.base import FreeRunPlan, Task, TaskData
+from labbench.tasks.digits import Digits
 from labbench.tasks.lorenz import Lorenz
 from labbench.tasks.mackey_glass import MackeyGlass
 from labbench.tasks.memory_capacity import MemoryCapacity
@@ -19,6 +20,7 @@ from labbench.tasks.narma import Narma
 
 __all__ = [
     "TASKS",
+    "Digits",
     "FreeRunPlan",
     "Lorenz",
     "MackeyGlass",
@@ -35,9 +37,10 @@ TASKS: dict[str, type[Task]] = {
     "narma": Narma,
     "lorenz": Lorenz,
     "memory_capacity": MemoryCapacity,
+    "digits": Digits,
 }
 
-TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity], Field(discriminator="name")]
+TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits], Field(discriminator="name")]
 """Any registered task, chosen by its ``name`` key (for protocol models)."""
 
 
