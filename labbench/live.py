@@ -129,6 +129,9 @@ class Trainer:
         self._carry: dict[str, np.ndarray] | None = None  # rows of a sequence not yet complete
         self._carry_start = 0
         self.position = 0  # rows consumed
+        self._received = 0  # rows handed to consume()
+        self._pending: dict[str, np.ndarray] | None = None  # an incomplete block
+        self._pending_start = 0
         #: warnings raised while training or predicting (e.g. an ill-conditioned ridge system)
         self.warnings: list[str] = []
 
@@ -137,28 +140,49 @@ class Trainer:
         return ["row", "n_train", "n_test", f"prequential_{self.metric}", f"test_{self.metric}"]
 
     def consume(self, start: int, arrays: dict[str, np.ndarray]) -> list[Emitted]:
-        """Consume rows ``start:start+len`` (they must follow the rows already consumed)."""
-        if start != self.position:
-            raise ValueError(f"trainer {self.name!r}: rows must arrive in order (expected row {self.position}, "
+        """Consume rows ``start:start+len`` (they must follow the rows already received).
+
+        Rows are learned one store block at a time (a block is ``block`` rows from a
+        multiple of ``block``), whatever stretches they arrive in, so a trainer following
+        a live run and one replaying its store agree exactly; an incomplete last block
+        waits for more rows or for :meth:`finish`.
+        """
+        received = self._received
+        if start != received:
+            raise ValueError(f"trainer {self.name!r}: rows must arrive in order (expected row {received}, "
                              f"got {start})")
+        if self._pending is not None:
+            arrays = {k: np.concatenate([self._pending[k], v]) for k, v in arrays.items()}
+            start = self._pending_start
         n = len(arrays["phase"])
+        self._received = start + n
         out = []
         a = 0
-        while a < n:  # one store block at a time, so live and replayed trainers agree exactly
-            b = min(n, a + self.block - (start + a) % self.block)
+        while a < n:
+            b = a + self.block - (start + a) % self.block
+            if b > n:
+                break
             out.append(self._block(start + a, {k: v[a:b] for k, v in arrays.items()}))
             a = b
+        self._pending = {k: v[a:] for k, v in arrays.items()} if a < n else None
+        self._pending_start = start + a
         return out
 
-    def finish(self) -> Emitted:
-        """Flush a sequence still open at the end of the stream; the final evaluation."""
-        preds, start = None, self.position
+    def finish(self) -> list[Emitted]:
+        """Learn a last incomplete block, flush a sequence still open, and evaluate a last time."""
+        out = []
+        if self._pending is not None:
+            out.append(self._block(self._pending_start, self._pending))
+            self._pending = None
         if self.sequential and self._carry is not None and len(self._carry["phase"]):
             start = self._carry_start
             preds, _ = self._sequences(self._carry, start)
             self.position = start + len(self._carry["phase"])
+            out.append(Emitted(start, preds, self.position, None))
         self._carry = None
-        return Emitted(start, preds, self.position, self._history(None, force_test=True))
+        final = self._history(None, force_test=True)
+        out.append(Emitted(self.position, None, self.position, final))
+        return out
 
     def metrics(self) -> dict[str, Any]:
         """The task's metrics on every test row (or sample) seen so far."""
@@ -390,7 +414,7 @@ def prepare(path: str | Path, spec: ReadoutSection, *, device: str | None = None
     layout = dict(dev.get("layout") or {})
     finished = attrs.get("status") != "running" or dev.get("stream_done")
     if finished:
-        phase = reader.read(device)["phase"]
+        phase = reader.read(device, readouts=False)["phase"]
         layout = {k: int(np.sum(phase == v)) for k, v in PHASES.items()}
     if layout.get("train", 0) == 0:
         raise TrainerError(f"{path}: device {device!r} has no train rows (phase == 1): nothing to learn from")
@@ -411,7 +435,7 @@ def prepare(path: str | Path, spec: ReadoutSection, *, device: str | None = None
         if part is not None and width is not None and int(width) != n_features and model is None:
             raise TrainerError(f"readout {spec.label!r}: expects {width} features, but {device}/features has "
                                f"{n_features}")
-    if trainer.sequential and "sequence" not in reader.read(device, 0, 0):
+    if trainer.sequential and "sequence" not in reader.read(device, 0, 0, readouts=False):
         raise TrainerError(f"{path}: task {task.name!r} classifies samples, but {device} has no 'sequence' column")
     readouts = reader.readouts(device)
     if spec.label in readouts:
@@ -457,12 +481,13 @@ def train_store(path: str | Path, spec: ReadoutSection, *, device: str | None = 
             writer.add_evaluation(e.history, trainer.metrics())
 
     try:
-        for start, arrays in reader.tail(device, start=0, poll=poll, timeout=timeout):
+        for start, arrays in reader.tail(device, start=0, poll=poll, timeout=timeout, readouts=False):
             for e in trainer.consume(start, arrays):
                 emit(e)
             if on_block is not None:
                 on_block(trainer.position, expected)
-        emit(trainer.finish())
+        for e in trainer.finish():
+            emit(e)
         status = "complete" if reader.status in ("running", "complete") else "aborted"
         metrics = trainer.metrics()
         writer.set_attrs(metrics=metrics, warnings=trainer.warnings)

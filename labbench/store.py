@@ -43,6 +43,7 @@ import os
 import platform
 import re
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -392,6 +393,8 @@ class RunReader:
         self._open()  # validates
 
     def _open(self) -> zarr.Group:
+        # a live store has writers' temporary files (``*.partial``) that zarr warns about when listing
+        warnings.filterwarnings("ignore", message=r".*\.partial is not recognized", category=UserWarning)
         try:
             root = zarr.open_group(str(self.path), mode="r")
         except Exception as exc:
@@ -422,8 +425,13 @@ class RunReader:
     def committed(self, device: str) -> int:
         return int(self._open()[device].attrs.get("committed", 0))
 
-    def read(self, device: str, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
-        """Time arrays of ``device`` for rows ``start:stop``, clipped to ``committed``."""
+    def read(self, device: str, start: int = 0, stop: int | None = None, *, readouts: bool = True
+             ) -> dict[str, np.ndarray]:
+        """Time arrays of ``device`` for rows ``start:stop``, clipped to ``committed``.
+
+        With ``readouts=True`` the predictions of every readout are included as
+        ``readouts/<name>/predictions`` (NaN where a trainer has not got to yet).
+        """
         g = self._open()[device]
         committed = int(g.attrs.get("committed", 0))
         stop = committed if stop is None else min(stop, committed)
@@ -431,8 +439,10 @@ class RunReader:
         out = {key: g[key][start:stop] for key in _TIME_ARRAYS}
         if "sequence" in g:
             out["sequence"] = g["sequence"][start:stop]
-        if "readouts" in g:
+        if readouts and "readouts" in g:
             for name, rg in g["readouts"].groups():
+                if "predictions" not in rg:  # a trainer is creating its group right now
+                    continue
                 pred = rg["predictions"]
                 part = pred[start:min(stop, pred.shape[0])]
                 if len(part) < stop - start:  # the trainer is behind or stopped early
@@ -454,8 +464,8 @@ class RunReader:
         cols = list(g.attrs.get("history_columns", []))
         return {c: g[f"history/{c}"][:n] for c in cols}
 
-    def tail(self, device: str, *, start: int = 0, poll: float = 0.1, timeout: float | None = None
-             ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    def tail(self, device: str, *, start: int = 0, poll: float = 0.1, timeout: float | None = None,
+             readouts: bool = True) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Yield ``(start_row, arrays)`` for each newly committed stretch until the stream ends.
 
         The stream ends when the run is no longer ``running`` or its writer marked the
@@ -472,7 +482,7 @@ class RunReader:
             dev_attrs = root[device].attrs
             committed = int(dev_attrs.get("committed", 0))
             if committed > pos:
-                yield pos, self.read(device, pos, committed)
+                yield pos, self.read(device, pos, committed, readouts=readouts)
                 pos = committed
                 last_progress = time.monotonic()
                 continue

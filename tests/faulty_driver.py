@@ -1,5 +1,6 @@
-"""A test device that works for a few blocks and then fails, as hardware does."""
+"""A test device that works for a few blocks and then fails, as hardware does (or is just slow)."""
 
+import time
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,8 @@ from labbench.reservoir import Block, Reservoir, Spec
 class FaultyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     n_inputs: int = 1
-    fail_at_block: int = 2
+    fail_at_block: int = 2  # -1: never
+    delay_s: float = 0.0  # wall time per block, like a device running in real time
 
 
 class FaultyReservoir(Reservoir):
@@ -36,7 +38,9 @@ class FaultyReservoir(Reservoir):
         if len(u) and self.blocks == self.params.fail_at_block:
             raise RuntimeError("sensor on fire")
         self.blocks += bool(len(u))
-        return Block(np.repeat(u[:, :1], 3, axis=1))
+        if len(u) and self.params.delay_s:
+            time.sleep(self.params.delay_s)
+        return Block(np.hstack([u[:, :1], u[:, :1] ** 2, np.sin(3 * u[:, :1])]))
 
     def close(self) -> None:
         pass
