@@ -2,8 +2,8 @@
 
 Runs the same N=1000 float32 ESN on the same Mackey-Glass input twice in one process:
 (1) bare: ``EchoStateNetwork.run`` block after block in this process, nothing stored;
-(2) bench: ``labbench.run`` of the same protocol (Ray actor, Zarr store, ridge readout
-trained on the train rows and predicting the test rows). Prints both throughputs,
+(2) bench: ``labbench.run`` of the same protocol (Ray actor, Zarr store, a ridge trainer
+actor tailing the store, learning the train rows and predicting the test rows). Prints both throughputs,
 their ratio, Ray start-up, and the peak resident memory of this process and of the
 device actor (the bench's memory is bounded by the block size, not the run length).
 
@@ -68,6 +68,7 @@ def main() -> None:
     result = {"steps": args.steps, "units": args.units, "block": args.block, "bare_steps_per_s": bare_rate,
               "bench_steps_per_s": bench_rate, "ratio": bench_rate / bare_rate,
               "ray_startup_s": t["ray_startup_s"], "device_startup_s": t["device_startup_s"],
+              "stream_s": t["stream_s"], "trainers_lag_s": t.get("trainers_lag_s"),
               "peak_rss_writer_mib": t["writer_peak_rss_mib"], "peak_rss_device_mib": t["device_peak_rss_mib"],
               "metrics": run.metrics}
     print(json.dumps(result, indent=2, default=str))
