@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .closed_loop import free_run
+from .closed_loop import free_run, learn_with_feedback
 from .reservoir import get_driver
 
 
@@ -43,6 +43,14 @@ class DeviceActor:
 
     def free_run(self, readout, sync_inputs: np.ndarray, horizon: int) -> np.ndarray:
         return free_run(self.reservoir, readout, sync_inputs, horizon)
+
+    def learn_with_feedback(self, pipeline, teacher: np.ndarray, sync: int) -> tuple[Any, np.ndarray]:
+        """FORCE learning with the loop closed; returns the updated pipeline and its trace."""
+        import copy
+
+        pipeline = copy.deepcopy(pipeline)  # arrays that came through Ray's object store are read-only
+        trace = learn_with_feedback(self.reservoir, pipeline.readout, teacher, sync)
+        return pipeline, trace
 
     def stats(self) -> dict[str, float]:
         """Seconds spent in the driver's ``run`` and peak resident memory (MiB) of this worker."""

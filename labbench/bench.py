@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .live import TrainResult
+from .metrics import nrmse
 from .protocol import Protocol, load
 from .store import PHASES, ReadoutWriter, RunReader, RunStore, new_run_path
 
@@ -213,6 +214,7 @@ class _Execution:
         bounds = [(a, min(a + block, total)) for a in range(0, total, block)]
         pending: deque = deque()
         nxt = 0
+        in_dtype = np.dtype(store.input_dtype(device))
 
         def submit() -> None:
             nonlocal nxt
@@ -244,7 +246,7 @@ class _Execution:
                     submit()
                 if features.shape[0] != b - a:
                     raise RuntimeError(f"device returned {features.shape[0]} rows for a block of {b - a}")
-                store.append(device, inputs=data.inputs[a:b].astype(features.dtype, copy=False), features=features,
+                store.append(device, inputs=data.inputs[a:b].astype(in_dtype, copy=False), features=features,
                              targets=data.targets[a:b], phase=phase[a:b],
                              sequence=None if data.sequence is None else data.sequence[a:b], raw=raw)
                 bar.advance(b - a)
@@ -265,8 +267,21 @@ class _Execution:
         plan = p.task.free_run_plan(data, test_start, test_start + p.run.test) if p.run.test else None
         metrics: dict[str, Any] = {}
         t0 = time.perf_counter()
+        specs = {ro.label: ro for ro in p.readouts}
         for res in results:
             m = dict(res.metrics)
+            steps = specs[res.name].feedback_steps if res.name in specs else 0
+            if steps:
+                # FORCE with the loop closed, on the last train rows (never on test data)
+                sync = plan.sync if plan is not None else min(100, test_start - steps - 1)
+                lo = test_start - steps - sync
+                if lo < 0:
+                    raise RuntimeError(f"readout {res.name!r}: feedback_steps={steps} plus {sync} sync steps do not "
+                                       f"fit before the test phase (row {test_start})")
+                teacher = data.inputs[lo:test_start]
+                res.pipeline, trace = ray.get(actor.learn_with_feedback.remote(res.pipeline, teacher, sync))
+                tail = max(1, steps // 5)
+                m["nrmse_feedback_learning"] = nrmse(teacher[-tail:], trace[-tail:])
             if plan is not None:
                 sync = np.stack([data.inputs[s - plan.sync:s] for s in plan.starts])
                 pred = ray.get(actor.free_run.remote(res.pipeline, sync, plan.horizon))

@@ -107,6 +107,9 @@ class ReadoutSection(BaseModel):
     pool: Literal["last", "mean", "sum", "slices"] | None = Field(
         None, description="per-sample pooling for sequence tasks (default: sum after a module, else mean)")
     n_slices: int = Field(4, ge=1, description="time slices for pool = 'slices'")
+    feedback_steps: int = Field(
+        0, ge=0, description="FORCE only: after the stream, learn this many more steps with the readout's output "
+                             "fed back as the reservoir's input (Sussillo & Abbott 2009), before the free run")
 
     @property
     def label(self) -> str:
@@ -125,6 +128,8 @@ class ReadoutSection(BaseModel):
             out["pool"] = self.pool
             if self.pool == "slices":
                 out["n_slices"] = self.n_slices
+        if self.feedback_steps:
+            out["feedback_steps"] = self.feedback_steps
         return out
 
 
@@ -268,6 +273,16 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
             problems.append(f"run.washout: must be at least {min_washout} for task {task.name!r} "
                             f"(got {proto.run.washout})")
         problems += task.check_layout(proto.run.washout, proto.run.train, proto.run.test)
+        for i, ro in enumerate(proto.readouts):
+            if ro.feedback_steps and ro.kind != "force":
+                problems.append(f"readouts[{i}].feedback_steps: only a 'force' readout learns with its output fed "
+                                f"back (got kind {ro.kind!r})")
+            elif ro.feedback_steps and task.n_outputs != task.n_inputs:
+                problems.append(f"readouts[{i}].feedback_steps: task {task.name!r} has {task.n_outputs} output(s) "
+                                f"and {task.n_inputs} input(s); feeding outputs back needs as many of each")
+            elif ro.feedback_steps and ro.feedback_steps + 1 > proto.run.train:
+                problems.append(f"readouts[{i}].feedback_steps: at most run.train - 1 = {proto.run.train - 1} "
+                                f"(got {ro.feedback_steps})")
         if task.sequence_length is None:
             problems += [f"readouts[{i}].pool: only sequence tasks pool per sample (task {task.name!r} "
                          f"is scored row by row)" for i, ro in enumerate(proto.readouts) if ro.pool is not None]

@@ -155,7 +155,10 @@ class RunStore:
         g.attrs.update(_jsonable({"driver": describe.get("driver", name), "describe": describe, "spec": spec,
                                   "committed": 0, "chunk_rows": chunk_rows, "expected_rows": expected_rows,
                                   "layout": layout or {}, "stream_done": False}))
-        widths = {"inputs": (spec["n_inputs"], dtype, "input"),
+        # inputs keep the device's float precision; a device with integer features (spike
+        # counts) still receives real-valued inputs
+        in_dtype = dtype if np.issubdtype(np.dtype(dtype), np.floating) else "float32"
+        widths = {"inputs": (spec["n_inputs"], in_dtype, "input"),
                   "features": (spec["n_features"], dtype, spec.get("feature_name", "unit")),
                   "targets": (n_outputs, "float64", "output")}
         arrays = {}
@@ -173,6 +176,9 @@ class RunStore:
 
     def committed(self, device: str) -> int:
         return self._devices[device].committed
+
+    def input_dtype(self, device: str) -> str:
+        return str(self._devices[device].arrays["inputs"].dtype)
 
     def append(self, device: str, *, inputs: np.ndarray, features: np.ndarray, targets: np.ndarray,
                phase: np.ndarray, sequence: np.ndarray | None = None,

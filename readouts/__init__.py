@@ -6,6 +6,9 @@ Readouts are scikit-learn estimators that learn block by block through
 - :class:`IncrementalRidge` (kind ``"ridge"``): exact incremental ridge regression.
 - :class:`SklearnReadout` (kind ``"sklearn"``): any scikit-learn regressor or
   classifier, fed through its own ``partial_fit`` or refit on the data seen.
+- :class:`RLS` (kind ``"rls"``): recursive least squares with a forgetting factor.
+- :class:`FORCE` (kind ``"force"``): FORCE learning (Sussillo & Abbott 2009), RLS on the
+  error before each update; its ``step`` learns with the output fed back.
 - :class:`VoteClassifier` (kind ``"vote"``): labels units by the class they answer
   most and classifies by their vote (Diehl & Cook 2015), for STDP and SOM layers.
 
@@ -28,14 +31,17 @@ from sklearn.base import BaseEstimator
 
 from .labelling import VoteClassifier
 from .ridge import IncrementalRidge
+from .rls import FORCE, RLS
 from .sklearn_readout import SklearnReadout
 
-__all__ = ["MODULES", "READOUTS", "IncrementalRidge", "SklearnReadout", "VoteClassifier", "make_module",
+__all__ = ["FORCE", "MODULES", "READOUTS", "RLS", "IncrementalRidge", "SklearnReadout", "VoteClassifier", "make_module",
            "make_readout", "module_class"]
 
 #: Readout kinds known to :func:`make_readout`, by name.
 READOUTS: dict[str, type[BaseEstimator]] = {
     "ridge": IncrementalRidge,
+    "rls": RLS,
+    "force": FORCE,
     "sklearn": SklearnReadout,
     "vote": VoteClassifier,
 }

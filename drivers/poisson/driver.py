@@ -31,7 +31,7 @@ class PoissonParams(BaseModel):
 class PoissonEncoder(Reservoir):
     """Rate-codes inputs in [0, 1] as Bernoulli/Poisson spike trains, one channel per input.
 
-    Features are the spikes (0 or 1, float32) of each channel in each step; the raw
+    Features are the spikes (0 or 1, uint8) of each channel in each step; the raw
     stream ``spikes`` lists them as (step, channel) pairs. Intensities outside [0, 1]
     are clipped.
 
@@ -42,7 +42,7 @@ class PoissonEncoder(Reservoir):
     >>> with PoissonEncoder(n_inputs=2, max_rate=500.0, seed=0) as enc:
     ...     spikes = enc.run(np.array([[1.0, 0.0]] * 1000)).features
     >>> bool(400 < spikes[:, 0].sum() < 600), spikes[:, 1].sum()
-    (True, np.float32(0.0))
+    (True, np.uint64(0))
     """
 
     Params = PoissonParams
@@ -79,7 +79,7 @@ class PoissonEncoder(Reservoir):
         steps, channels = np.nonzero(spikes)
         raw = {"spikes": {"step": (steps + self._step).astype(np.int64), "channel": channels.astype(np.int32)}}
         self._step += u.shape[0]
-        return Block(features=spikes.astype(np.float32), raw=raw)
+        return Block(features=spikes.view(np.uint8), raw=raw)
 
     def close(self) -> None:
         self._rng = None
