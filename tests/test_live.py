@@ -277,3 +277,24 @@ def test_digits_task_never_shows_test_digits_in_training():
     assert len(images) > 1000
     assert np.isnan(data.targets[data.sequence < 0]).all()
     assert task.score([1, 2, 3, 4], [1, 2, 0, 4]) == {"accuracy": 0.75}
+
+
+def test_force_readout_learns_with_feedback_before_the_free_run(ray_session, store_root):
+    proto = {
+        "protocol": {"name": "mg_force", "seed": 0},
+        "device": {"driver": "esn", "params": {"units": 100, "spectral_radius": 1.25, "leak": 0.3,
+                                               "input_connectivity": 0.2, "seed": 0, "dtype": "float64"}},
+        "task": {"name": "mackey_glass", "free_run": True, "free_run_horizon": 20},
+        "run": {"washout": 100, "train": 1500, "test": 700, "block": 250},
+        "readouts": [{"kind": "ridge", "alpha": 1e-6},
+                     {"kind": "force", "alpha": 1e-6, "fit_intercept": True, "feedback_steps": 300}],
+    }
+    run = lb.run(from_dict(proto), store_root=store_root, progress=False)
+    m = run.metrics
+    # before feedback, FORCE with P0 = I/alpha is ridge with alpha: identical teacher-forced test error
+    assert m["force"]["nrmse"] == pytest.approx(m["ridge"]["nrmse"], rel=1e-6)
+    assert m["force"]["nrmse_feedback_learning"] < 0.2  # measured 0.075 (100 units); a diverged loop is >> 1
+    assert np.isfinite(m["force"]["nrmse_free_run"]) and "nrmse_feedback_learning" not in m["ridge"]
+    bad = dict(proto, readouts=[{"kind": "ridge", "feedback_steps": 10}])
+    with pytest.raises(Exception, match="only a 'force' readout learns with its output fed back"):
+        from_dict(bad)
