@@ -163,8 +163,9 @@ class RunStore:
                   "targets": (n_outputs, "float64", "output")}
         arrays = {}
         for key, (width, dt, dim) in widths.items():
+            fill = np.nan if np.issubdtype(np.dtype(dt), np.floating) else 0  # integer features: spike counts
             arrays[key] = g.create_array(key, shape=(expected_rows, width), chunks=(chunk_rows, width), dtype=dt,
-                                         dimension_names=("time", dim), compressors=None, fill_value=np.nan)
+                                         dimension_names=("time", dim), compressors=None, fill_value=fill)
         arrays["phase"] = g.create_array("phase", shape=(expected_rows,), chunks=(chunk_rows,), dtype="int8",
                                          dimension_names=("time",), compressors=None, fill_value=-1)
         if sequence:

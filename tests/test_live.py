@@ -298,3 +298,25 @@ def test_force_readout_learns_with_feedback_before_the_free_run(ray_session, sto
     bad = dict(proto, readouts=[{"kind": "ridge", "feedback_steps": 10}])
     with pytest.raises(Exception, match="only a 'force' readout learns with its output fed back"):
         from_dict(bad)
+
+
+def test_stdp_module_in_a_run_learns_and_replays_identically(ray_session, store_root):
+    """Poisson spikes -> STDP layer -> vote, through the bench: the trained layer beats the
+    untrained one, and replaying the store reproduces the live result exactly."""
+    module = {"kind": "stdp", "n_neurons": 40, "rule": "pair", "a_plus": 0.02, "traces": "nearest", "tau_m": 50.0,
+              "theta_plus": 0.05, "tau_theta": 20000.0, "norm_ord": 2, "norm_total": 3.5, "seed": 0}
+    L = 60 + 15
+    proto = {
+        "protocol": {"name": "stdp_small", "seed": 0},
+        "device": {"driver": "poisson", "params": {"max_rate": 150.0, "seed": 0}},
+        "task": {"name": "digits", "present": 60, "rest": 15, "n_test": 200},
+        "run": {"washout": 0, "train": 700 * L, "test": 200 * L, "block": 1000},
+        "readouts": [{"kind": "vote", "name": "trained", "pool": "sum", "module": module},
+                     {"kind": "vote", "name": "untrained", "pool": "sum",
+                      "module": {**module, "a_plus": 0.0, "a_minus": 0.0, "theta_plus": 0.0}}],
+    }
+    run = lb.run(from_dict(proto), store_root=store_root, progress=False)
+    trained, untrained = run.metrics["trained"]["accuracy"], run.metrics["untrained"]["accuracy"]
+    assert trained > 0.6 and trained > untrained + 0.1, run.metrics
+    (again,) = lb.train(run.store, {"kind": "vote", "pool": "sum", "module": module}, name="again")
+    assert again.metrics == run.metrics["trained"]
