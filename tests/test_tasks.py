@@ -47,7 +47,7 @@ def _lorenz_raw(data: TaskData) -> np.ndarray:
 
 
 def test_registry_names_match_classes():
-    assert set(TASKS) == {"mackey_glass", "narma", "lorenz", "memory_capacity"}
+    assert set(TASKS) == {"mackey_glass", "narma", "lorenz", "memory_capacity", "digits"}
     for name, cls in TASKS.items():
         assert issubclass(cls, Task)
         assert cls().name == name
