@@ -287,10 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("train", help="train a readout on a run store (finished, or followed while it runs)",
-                       description="Train a readout on the stream of a run store without touching the device: "
-                                   "replay a finished run through another learner, or follow one still running. "
-                                   "It learns on train rows and is scored on test rows, and writes predictions, "
-                                   "the metric history and the final metrics under <device>/readouts/<name>/. "
+                       description="Train a readout on the stream of a run store without touching the device:\n"
+                                   "replay a finished run through another learner, or follow one still running.\n"
+                                   "It learns on train rows, is scored on test rows, and writes predictions, the\n"
+                                   "metric history and the final metrics under <device>/readouts/<name>/.\n"
                                    "Without --readout, the store's own readouts are replayed as <name>-replay.",
                        epilog="Examples:\n  labbench train runs/<run>.zarr\n"
                               "  labbench train runs/<run>.zarr --readout rls --set forgetting=0.9999 --name rls\n"
