@@ -284,7 +284,7 @@ def test_force_readout_learns_with_feedback_before_the_free_run(ray_session, sto
         "protocol": {"name": "mg_force", "seed": 0},
         "device": {"driver": "esn", "params": {"units": 100, "spectral_radius": 1.25, "leak": 0.3,
                                                "input_connectivity": 0.2, "seed": 0, "dtype": "float64"}},
-        "task": {"name": "mackey_glass", "free_run": True, "free_run_horizon": 20},
+        "task": {"name": "mackey_glass", "free_run": True, "free_run_horizon": 20, "free_run_starts": 20},
         "run": {"washout": 100, "train": 1500, "test": 700, "block": 250},
         "readouts": [{"kind": "ridge", "alpha": 1e-6},
                      {"kind": "force", "alpha": 1e-6, "fit_intercept": True, "feedback_steps": 300}],
