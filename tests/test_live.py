@@ -320,3 +320,19 @@ def test_stdp_module_in_a_run_learns_and_replays_identically(ray_session, store_
     assert trained > 0.6 and trained > untrained + 0.1, run.metrics
     (again,) = lb.train(run.store, {"kind": "vote", "pool": "sum", "module": module}, name="again")
     assert again.metrics == run.metrics["trained"]
+
+
+def test_a_trainer_that_fails_fails_the_run_but_keeps_the_stream_and_the_others(ray_session, store_root):
+    proto = small_protocol()
+    # a classifier on a regression target raises inside partial_fit, in the trainer actor
+    proto["readouts"] = [{"kind": "ridge", "alpha": 1e-8},
+                         {"kind": "sklearn", "name": "bad", "estimator": "sklearn.linear_model.SGDClassifier"}]
+    with pytest.raises(RuntimeError, match="readout 'bad' failed"):
+        lb.run(from_dict(proto), store_root=store_root, progress=False)
+    (path,) = store_root.glob("*.zarr")
+    r = lb.open_run(path)
+    assert r.status == "failed" and "readout 'bad' failed" in r.attrs["error"]
+    assert r.committed("esn") == 600  # every block of the device stream is kept
+    ro = r.readouts("esn")
+    assert ro["bad"]["status"] == "failed" and "ValueError" in ro["bad"]["error"]
+    assert ro["ridge"]["status"] == "complete" and np.isfinite(ro["ridge"]["metrics"]["nrmse"])
