@@ -206,6 +206,7 @@ class _Execution:
                 cause = getattr(exc, "cause", None) or exc
                 raise RuntimeError(f"readout {name!r} failed: {type(cause).__name__}: {cause}") from None
         self.timings["trainers_lag_s"] = time.perf_counter() - t0
+        self.timings["trainers"] = {r.name: r.timings for r in results}
         return results
 
     def _stream(self, actor, store: RunStore, device: str, data, phase: np.ndarray) -> None:

@@ -167,7 +167,9 @@ def cmd_show(args: argparse.Namespace) -> int:
                   f"committed; params {params}")
     timings = attrs.get("timings") or {}
     if timings:
-        out.print("  timings   " + ", ".join(f"{k} {_fmt(v)}" for k, v in timings.items()))
+        out.print("  timings   " + ", ".join(f"{k} {_fmt(v)}" for k, v in timings.items() if k != "trainers"))
+        for name, t in (timings.get("trainers") or {}).items():
+            out.print(f"  trainer   {name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in t.items()))
     for dev in reader.devices:
         readouts = reader.readouts(dev)
         if not readouts:

@@ -27,11 +27,12 @@ from __future__ import annotations
 import inspect
 import math
 import pickle
+import resource
 import time
 import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -379,6 +380,8 @@ class TrainResult:
     warnings: list[str]
     pipeline: Pipeline
     status: str
+    #: learn_s (learning and writing), read_s (reading and waiting for rows), peak_rss_mib
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def prepare(path: str | Path, spec: ReadoutSection, *, device: str | None = None, task: Task | None = None,
@@ -480,19 +483,27 @@ def train_store(path: str | Path, spec: ReadoutSection, *, device: str | None = 
         if e.history is not None:
             writer.add_evaluation(e.history, trainer.metrics())
 
+    learn_s = 0.0
+    t_start = time.perf_counter()
     try:
         for start, arrays in reader.tail(device, start=0, poll=poll, timeout=timeout, readouts=False):
+            t0 = time.perf_counter()
             for e in trainer.consume(start, arrays):
                 emit(e)
+            learn_s += time.perf_counter() - t0
             if on_block is not None:
                 on_block(trainer.position, expected)
+        t0 = time.perf_counter()
         for e in trainer.finish():
             emit(e)
+        learn_s += time.perf_counter() - t0
         status = "complete" if reader.status in ("running", "complete") else "aborted"
         metrics = trainer.metrics()
-        writer.set_attrs(metrics=metrics, warnings=trainer.warnings)
+        timings = {"learn_s": learn_s, "read_s": time.perf_counter() - t_start - learn_s,
+                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        writer.set_attrs(metrics=metrics, warnings=trainer.warnings, timings=timings)
         writer.finish(status)
-        return TrainResult(trainer.name, metrics, trainer.warnings, trainer.predictor(), status)
+        return TrainResult(trainer.name, metrics, trainer.warnings, trainer.predictor(), status, timings)
     except KeyboardInterrupt:
         writer.finish("aborted", "interrupted by the user (SIGINT)")
         raise
