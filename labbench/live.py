@@ -113,10 +113,9 @@ class Trainer:
             params.setdefault("classes", list(task.classes))
         self.readout = make_readout(spec.kind, **params)
         self.pool = spec.pool or ("sum" if self.module is not None else "mean")
-        rows_per_unit = task.sequence_length or 1
         self._every = {
-            TRAIN: _cadence(layout.get("train", 0), self.block, rows_per_unit),
-            TEST: _cadence(layout.get("test", 0), self.block, rows_per_unit),
+            TRAIN: _cadence(layout.get("train", 0), self.block),
+            TEST: _cadence(layout.get("test", 0), self.block),
         }
         self._blocks_seen = {TRAIN: 0, TEST: 0}
         self._test_due = False
@@ -357,7 +356,7 @@ class Trainer:
         return row
 
 
-def _cadence(rows: int, block: int, rows_per_unit: int) -> int:
+def _cadence(rows: int, block: int) -> int:
     """Evaluate every k-th block so that a phase gets at most MAX_EVALUATIONS evaluations."""
     blocks = math.ceil(max(rows, 1) / max(block, 1))
     return max(1, math.ceil(blocks / MAX_EVALUATIONS))
@@ -433,11 +432,6 @@ def prepare(path: str | Path, spec: ReadoutSection, *, device: str | None = None
         if expected is not None and int(expected) != n_features:
             raise TrainerError(f"readout {spec.label!r}: the model was fitted on {expected} features, but "
                                f"{device}/features has {n_features}")
-    for part in (trainer.module, trainer.readout if trainer.module is None else None):
-        width = getattr(part, "n_features_in_", None)
-        if part is not None and width is not None and int(width) != n_features and model is None:
-            raise TrainerError(f"readout {spec.label!r}: expects {width} features, but {device}/features has "
-                               f"{n_features}")
     if trainer.sequential and "sequence" not in reader.read(device, 0, 0, readouts=False):
         raise TrainerError(f"{path}: task {task.name!r} classifies samples, but {device} has no 'sequence' column")
     readouts = reader.readouts(device)
