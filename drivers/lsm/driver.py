@@ -27,8 +27,8 @@ class LSMParams(BaseModel):
     lam: float = Field(2.0, gt=0, description="length scale lambda of the distance rule (grid units)")
     w_exc: float = Field(0.5, ge=0, description="jump of J_e per excitatory spike (mV)")
     w_inh: float = Field(-2.0, le=0, description="jump of J_i per inhibitory spike (mV, <= 0)")
-    delay_exc: float = Field(1.5, gt=0, description="delay of excitatory synapses (ms)")
-    delay_inh: float = Field(0.8, gt=0, description="delay of inhibitory synapses (ms)")
+    delay_exc: float = Field(1.5, ge=0, description="delay of excitatory synapses (ms)")
+    delay_inh: float = Field(0.8, ge=0, description="delay of inhibitory synapses (ms)")
     tau_m: float = Field(20.0, gt=0, description="membrane time constant (ms)")
     tau_e: float = Field(5.0, gt=0, description="excitatory synaptic time constant (ms)")
     tau_i: float = Field(10.0, gt=0, description="inhibitory synaptic time constant (ms)")
@@ -91,8 +91,7 @@ class LiquidStateMachine(Reservoir):
         self._idx = adj.indices.astype(np.int64)
         self._w = np.where(exc_pre, p.w_exc, p.w_inh).astype(np.float64)
         self._delay = np.where(exc_pre, self._steps(p.delay_exc), self._steps(p.delay_inh)).astype(np.int64)
-        self._delay[:] = np.maximum(self._delay, 1)
-        self._n_slots = int(self._delay.max(initial=1)) + 1
+        self._n_slots = int(self._delay.max(initial=0)) + 2
         # input wiring: each channel reaches a random fraction of the neurons
         mask = rng.random((p.n_inputs, p.units)) < p.input_connectivity
         signs = rng.choice([-1.0, 1.0], size=(p.n_inputs, p.units))

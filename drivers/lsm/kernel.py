@@ -18,7 +18,9 @@ A neuron whose membrane ends a step at or above threshold spikes, is reset and h
 ``v_reset`` for the refractory period (Lapicque's integrate-and-fire with the reset of
 Stein 1965). Spikes propagate event by event through the outgoing synapses of each
 spiking neuron (CSR by presynaptic neuron) into a ring buffer of delays, so the cost of
-a step is N membrane updates plus the synapses of the neurons that spiked.
+a step is N membrane updates plus the synapses of the neurons that spiked. A spike
+emitted at the end of step t with a delay of d steps acts from step t + 1 + d (the
+schedule of Brian2 and NEST); input spikes act in the step they are drawn for.
 """
 
 from __future__ import annotations
@@ -66,16 +68,17 @@ def run_block(
                 for k in range(N):
                     if rng.random() < noise_p:
                         j_e[k] += noise_w
-            for k in range(N):
-                j_e[k] += buf_e[slot, k]
-                j_i[k] += buf_i[slot, k]
-                buf_e[slot, k] = 0.0
-                buf_i[slot, k] = 0.0
-            for k in range(N):
+            be = buf_e[slot]
+            bi = buf_i[slot]
+            for k in range(N):  # one pass: arrivals, exact step, threshold
+                je = j_e[k] + be[k]
+                ji = j_i[k] + bi[k]
+                be[k] = 0.0
+                bi[k] = 0.0
                 drive = j_ext_rows[r, k] if use_current else 0.0
-                vk = E_L + (v[k] - E_L) * P_mm + j_e[k] * P_me + j_i[k] * P_mi + drive * (1.0 - P_mm)
-                j_e[k] *= P_ee
-                j_i[k] *= P_ii
+                vk = E_L + (v[k] - E_L) * P_mm + je * P_me + ji * P_mi + drive * (1.0 - P_mm)
+                j_e[k] = je * P_ee
+                j_i[k] = ji * P_ii
                 trace[k] *= P_tr
                 if refr[k] > 0:
                     refr[k] -= 1
@@ -92,7 +95,8 @@ def run_block(
                         spike_neuron[n_spikes] = k
                     n_spikes += 1
                     for q in range(indptr[k], indptr[k + 1]):
-                        dslot = (t + delay[q]) % D
+                        # emitted at the end of step t, it acts from step t + 1 + delay
+                        dslot = (t + 1 + delay[q]) % D
                         if excitatory[k]:
                             buf_e[dslot, idx[q]] += w[q]
                         else:
