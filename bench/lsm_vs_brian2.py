@@ -17,6 +17,12 @@ rate, the coefficient of variation of inter-spike intervals (neurons with >= 3 s
 the Fano factor of spike counts in 50 ms windows. Brian2 delivers a spike after the state
 update of its arrival step and labbench before it: the effective delay differs by one step.
 
+A second part removes the randomness: Brian2 gets labbench's wiring (``Synapses.connect(i=,
+j=)``) and labbench's input spike raster (``SpikeGeneratorGroup``, shifted by one step for
+Brian2's delivery after the state update), numpy target; the two spike trains are then
+compared spike by spike, and the index of the first difference is reported (after it,
+rounding differences near threshold grow, as in any chaotic network).
+
 Timings: labbench "run" = ``LiquidStateMachine.run`` on the 1 s input (numba compiled
 before); Brian2 numpy and cython "run" = ``net.run(1 s)`` after a ``net.run(0 ms)`` that
 generates (and for cython compiles) the code; cpp_standalone "run" = the simulation time
@@ -139,11 +145,58 @@ def run_brian2(n: int, target: str, seed: int) -> dict:
     return {**out, **statistics(steps, neurons, n)}
 
 
+def identical_spikes(n: int, n_steps: int, seed: int = 5) -> dict:
+    """Same wiring and same input spikes in both simulators: how long do the spike trains agree?"""
+    import brian2 as b2
+
+    from labbench.drivers.lsm import LiquidStateMachine
+
+    rng = np.random.default_rng(seed)
+    raster = (rng.random((n_steps, N_IN)) < RATE_IN * DT / 1000).astype(np.float64)
+    raster[0] = 0  # Brian2 delivers an input spike after the update of its step: none can act in step 0
+    kw = dict(units=n, n_inputs=N_IN, input_mode="spikes", input_connectivity=1.0, input_weight=W_IN, dt=DT,
+              steps_per_sample=1, features="counts", seed=0, **PARAMS)
+    with LiquidStateMachine(**kw) as lsm:
+        b = lsm.run(raster)
+        adj, exc = lsm.adjacency_.tocoo(), lsm.excitatory_
+    ours = sorted(zip(b.raw["spikes"]["step"].tolist(), b.raw["spikes"]["neuron"].tolist()))
+    b2.start_scope()
+    b2.set_device("runtime")
+    b2.prefs.codegen.target = "numpy"
+    ms, mV = b2.ms, b2.mV
+    b2.defaultclock.dt = DT * ms
+    ns = {"E_L": PARAMS["e_l"] * mV, "v_th": PARAMS["v_th"] * mV, "v_reset": PARAMS["v_reset"] * mV,
+          "tau_m": PARAMS["tau_m"] * ms, "tau_e": PARAMS["tau_e"] * ms, "tau_i": PARAMS["tau_i"] * ms}
+    eqs = """dv/dt = (E_L - v + je + ji) / tau_m : volt (unless refractory)
+             dje/dt = -je / tau_e : volt
+             dji/dt = -ji / tau_i : volt"""
+    G = b2.NeuronGroup(n, eqs, threshold="v >= v_th", reset="v = v_reset", refractory=PARAMS["t_ref"] * ms,
+                       method="exact", namespace=ns)
+    G.v = PARAMS["e_l"] * mV
+    e = exc[adj.row]
+    Se = b2.Synapses(G, G, on_pre=f"je_post += {PARAMS['w_exc']}*mV", delay=PARAMS["delay_exc"] * ms)
+    Se.connect(i=adj.row[e], j=adj.col[e])
+    Si = b2.Synapses(G, G, on_pre=f"ji_post += {PARAMS['w_inh']}*mV", delay=PARAMS["delay_inh"] * ms)
+    Si.connect(i=adj.row[~e], j=adj.col[~e])
+    r, c = np.nonzero(raster)
+    S = b2.SpikeGeneratorGroup(N_IN, c, (r - 1) * DT * ms)
+    Sp = b2.Synapses(S, G, on_pre=f"je_post += {W_IN}*mV")
+    Sp.connect()
+    mon = b2.SpikeMonitor(G)
+    b2.Network(G, Se, Si, S, Sp, mon).run(n_steps * DT * ms)
+    theirs = sorted(zip(np.round(np.asarray(mon.t / ms) / DT).astype(int).tolist(), np.asarray(mon.i).tolist()))
+    k = next((i for i in range(min(len(ours), len(theirs))) if ours[i] != theirs[i]), min(len(ours), len(theirs)))
+    return {"n": n, "steps": n_steps, "spikes_labbench": len(ours), "spikes_brian2": len(theirs),
+            "identical_spikes_before_first_difference": k,
+            "first_difference_step": ours[k][0] if k < len(ours) else None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000])
     ap.add_argument("--targets", nargs="+", default=["numpy", "cython", "cpp_standalone"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--identical-steps", type=int, default=3000, help="steps of the same-wiring comparison")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "lsm_vs_brian2.json")
     args = ap.parse_args()
     os.environ.setdefault("BRIAN_CACHE_DIR", "/tmp/brian_cache")
@@ -164,6 +217,8 @@ def main() -> None:
         summary["ratios_run_s_over_labbench"] = {t: summary[t]["run_s"] / lb["run_s"] for t in args.targets}
         results["sizes"][str(n)] = {"runs": rows, "median": summary}
         print(json.dumps(summary, indent=1), flush=True)
+    results["identical_wiring_and_input"] = identical_spikes(1000, args.identical_steps)
+    print(json.dumps(results["identical_wiring_and_input"]), flush=True)
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, default=float))
 

@@ -73,3 +73,33 @@ def test_blocks_equal_one_call_and_reset_replays():
     np.testing.assert_array_equal(whole.features, np.concatenate([p.features for p in parts]))
     np.testing.assert_array_equal(whole.raw["spikes"]["step"],
                                   np.concatenate([p.raw["spikes"]["step"] for p in parts]))
+
+
+def test_silent_and_saturated_networks_are_reported():
+    with LiquidStateMachine(units=50, p=0.1, input_scaling=0.0, steps_per_sample=10, seed=0) as lsm:
+        assert lsm.health() == []  # nothing run yet
+        lsm.run(np.zeros((50, 1)))
+        (msg,) = lsm.health()
+        assert msg.startswith("silent: no neuron spiked") and "0 Hz" in msg
+    with LiquidStateMachine(units=50, p=0.1, input_connectivity=1.0, input_scaling=1e4, steps_per_sample=10,
+                            seed=0) as lsm:
+        lsm.W_in_[:] = 1.0
+        lsm.run(np.ones((50, 1)))
+        (msg,) = lsm.health()
+        assert msg.startswith("saturated")
+    with _driven() as lsm:
+        lsm.run(np.random.default_rng(0).uniform(0, 1, (100, 1)))
+        assert lsm.health() == []
+
+
+def test_a_silent_protocol_runs_and_warns_in_the_summary_and_the_store(ray_session, store_root):
+    import labbench as lb
+    from labbench.protocol import from_dict
+
+    proto = {"protocol": {"name": "silent"}, "device": {"driver": "lsm", "params": {
+        "units": 50, "input_scaling": 0.0, "steps_per_sample": 5}},
+        "task": {"name": "narma"}, "run": {"washout": 20, "train": 100, "test": 50, "block": 50},
+        "readouts": [{"kind": "ridge"}]}
+    run = lb.run(from_dict(proto), store_root=store_root, progress=False)
+    assert run.status == "complete" and run.warnings and run.warnings[0].startswith("silent")
+    assert lb.open_run(run.store).attrs["warnings"] == run.warnings

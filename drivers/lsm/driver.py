@@ -102,6 +102,8 @@ class LiquidStateMachine(Reservoir):
         self._in_w = np.full(len(self._in_idx), p.input_weight)
         self.adjacency_ = adj
         self._rng_seed = rng.integers(2**63)
+        self._spikes_total = 0  # spikes and steps since open, for health()
+        self._steps_total = 0
         self._opened = True
         self.reset()
 
@@ -136,7 +138,7 @@ class LiquidStateMachine(Reservoir):
         u = np.asarray(self._check_input(u), dtype=np.float64)
         T, K, n = u.shape[0], p.steps_per_sample, p.units
         feats = np.empty((T, n))
-        steps_out, neurons_out = [], []
+        steps_out, neurons_out = [np.empty(0, np.int64)], [np.empty(0, np.int32)]
         # chunk rows so that the spike buffer (sized for the maximum possible rate) stays bounded
         max_per_row = n * math.ceil(K / (self._steps(p.t_ref) + 1))
         rows = max(1, _MAX_SPIKE_BUFFER // max(max_per_row, 1))
@@ -162,10 +164,29 @@ class LiquidStateMachine(Reservoir):
                 p.noise_rate * p.dt / 1000.0, p.noise_weight, self._rng, 0 if p.features == "trace" else 1,
                 feats[a:b], st, ne)
             self._t += (b - a) * K
+            self._spikes_total += count
+            self._steps_total += (b - a) * K
             steps_out.append(st[:count])
             neurons_out.append(ne[:count])
         raw = {"spikes": {"step": np.concatenate(steps_out), "neuron": np.concatenate(neurons_out)}}
         return Block(features=feats.astype(np.float32), raw=raw)
+
+    def health(self) -> list[str]:
+        """A silent network (no spike at all) or a saturated one (every neuron firing at the
+        maximum rate 1 / (t_ref + dt)) computes nothing useful: say so."""
+        p = self.params
+        if not self._opened or self._steps_total == 0:
+            return []
+        seconds = self._steps_total * p.dt / 1000.0
+        rate = self._spikes_total / p.units / seconds
+        max_rate = 1000.0 / ((self._steps(p.t_ref) + 1) * p.dt)
+        if self._spikes_total == 0:
+            return [f"silent: no neuron spiked in {seconds:.3g} s (mean rate 0 Hz); raise the input or "
+                    "the excitatory weights"]
+        if rate >= 0.9 * max_rate:
+            return [f"saturated: mean rate {rate:.4g} Hz is {rate / max_rate:.0%} of the maximum "
+                    f"1/(t_ref + dt) = {max_rate:.4g} Hz; lower the input or the excitatory weights"]
+        return []
 
     # -- helpers -----------------------------------------------------------------------------------
     def _steps(self, ms: float) -> int:
