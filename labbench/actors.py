@@ -52,6 +52,9 @@ class DeviceActor:
         trace = learn_with_feedback(self.reservoir, pipeline.readout, teacher, sync)
         return pipeline, trace
 
+    def health(self) -> list[str]:
+        return self.reservoir.health()
+
     def stats(self) -> dict[str, float]:
         """Seconds spent in the driver's ``run`` and peak resident memory (MiB) of this worker."""
         import resource

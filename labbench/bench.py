@@ -54,12 +54,16 @@ class Run:
         ``{readout name: {metric: value}}`` for the device.
     timings : dict
         Ray start-up, device start-up, streaming throughput and evaluation times.
+    warnings : list of str
+        The device's own warnings about the run (``Reservoir.health``), also in the store.
     """
 
     store: Path
     status: str
     metrics: dict[str, dict[str, Any]]
     timings: dict[str, float] = field(default_factory=dict)
+    #: warnings about the device's behaviour (e.g. a silent or saturated spiking network)
+    warnings: list[str] = field(default_factory=list)
 
     def reader(self) -> RunReader:
         return RunReader(self.store)
@@ -176,10 +180,13 @@ class _Execution:
             results = self._collect(trainers)
             metrics = self._evaluate(actor, store, device, data, results)
             self.timings.update(ray.get(actor.stats.remote()))
+            device_warnings = ray.get(actor.health.remote())
+            store.set_attrs(warnings=device_warnings)
             self.timings["writer_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             store.set_attrs(timings=self.timings)
             store.finish("complete")
-            return Run(store=path, status="complete", metrics=metrics, timings=self.timings)
+            return Run(store=path, status="complete", metrics=metrics, timings=self.timings,
+                       warnings=device_warnings)
         except KeyboardInterrupt:
             if store is not None:
                 store.finish("aborted", "interrupted by the user (SIGINT)")

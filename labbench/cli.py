@@ -51,12 +51,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                        console=_console(stderr=True))
     if args.json:
         print(json.dumps({"store": str(result.store), "status": result.status, "metrics": result.metrics,
-                          "timings": result.timings}, default=str))
+                          "timings": result.timings, "warnings": result.warnings}, default=str))
         return 0
     out.print(_metrics_table(result.metrics, f"{proto.protocol.name} on {proto.device.driver}: test metrics"))
     t = result.timings
     out.print(f"throughput {t['samples_per_s']:,.0f} samples/s over {t['stream_s']:.2f} s "
               f"(Ray start-up {t['ray_startup_s']:.1f} s, device start-up {t['device_startup_s']:.1f} s)")
+    for w in result.warnings:
+        out.print(f"[yellow]warning[/yellow] {proto.device.driver}: {w}")
     out.print(f"store: {result.store}")
     return 0
 
@@ -155,6 +157,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     out.print(f"  status    {attrs.get('status')}" + (f": {attrs['error']}" if attrs.get("error") else "")
               + _writer_gone_note(attrs))
     out.print(f"  started   {attrs.get('started')}   ended {attrs.get('ended')}")
+    for w in attrs.get("warnings") or []:
+        out.print(f"  [yellow]warning[/yellow]   {w}")
     out.print(f"  host      {attrs.get('host')}   labbench {attrs.get('labbench_version')}   seed {attrs.get('seed')}")
     total = (proto.get("run") or {})
     expected = sum(total.get(k, 0) for k in ("washout", "train", "test"))

@@ -138,6 +138,13 @@ class Reservoir(ABC):
     def close(self) -> None:
         """Release the device, leaving hardware safe. Always safe to call."""
 
+    def health(self) -> list[str]:
+        """Warnings about the device's behaviour so far (silent, saturated, ...); none by default.
+
+        Not errors: a run goes on and records them in its store and summary.
+        """
+        return []
+
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """Driver name, version, parameters, firmware, serial number (JSON-able)."""

@@ -1,0 +1,109 @@
+"""The LSM's time loop: exact integration of LIF neurons with exponential synapses.
+
+Subthreshold dynamics (all currents in voltage units, J = R I)::
+
+    tau_m dv/dt = -(v - E_L) + J_e + J_i + J_ext
+    tau_e dJ_e/dt = -J_e,     tau_i dJ_i/dt = -J_i
+
+are linear, so one step of ``dt`` is applied exactly by the propagators of Rotter &
+Diesmann 1999 ("Exact digital simulation of time-invariant linear systems with
+applications to neuronal modeling", Biol. Cybern. 81:381)::
+
+    v <- E_L + (v - E_L) P_mm + J_e P_me + J_i P_mi + J_ext (1 - P_mm)
+    J_e <- J_e P_ee,  J_i <- J_i P_ii,
+    P_mm = exp(-dt/tau_m), P_ee = exp(-dt/tau_e),
+    P_me = tau_e / (tau_e - tau_m) (P_ee - P_mm)   (dt/tau_m * P_mm when tau_e = tau_m)
+
+A neuron whose membrane ends a step at or above threshold spikes, is reset and held at
+``v_reset`` for the refractory period (Lapicque's integrate-and-fire with the reset of
+Stein 1965). Spikes propagate event by event through the outgoing synapses of each
+spiking neuron (CSR by presynaptic neuron) into a ring buffer of delays, so the cost of
+a step is N membrane updates plus the synapses of the neurons that spiked. A spike
+emitted at the end of step t with a delay of d steps acts from step t + 1 + d (the
+schedule of Brian2 and NEST); input spikes act in the step they are drawn for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, error_model="numpy")
+def run_block(
+    steps_per_row, n_rows,           # time layout: n_rows rows of steps_per_row steps each
+    j_ext_rows,                      # (n_rows, N) constant external drive per row (current input), or (0, N)
+    in_rate_rows,                    # (n_rows, n_in) input spike probability per step (poisson input), or (0, n_in)
+    in_indptr, in_idx, in_w,         # CSR by input channel: targets and weights (excitatory input synapses)
+    indptr, idx, w, delay,           # CSR by presynaptic neuron: targets, weights (mV), delays (steps)
+    excitatory,                      # (N,) bool: sign class of each presynaptic neuron (Dale's law)
+    v, j_e, j_i, refr, buf_e, buf_i, trace, t0,   # state (modified in place); t0: absolute step
+    E_L, v_th, v_reset, ref_steps, P_mm, P_me, P_mi, P_ee, P_ii, P_tr,
+    noise_p, noise_w,                # background Poisson input: probability per step and weight (mV)
+    rng, feature_mode,               # feature_mode 0: filtered trace at row end, 1: spike count per row
+    features,                        # (n_rows, N) out
+    spike_step, spike_neuron,        # out buffers for raw spikes (grown by the caller if full)
+):
+    """Advance the network ``n_rows * steps_per_row`` steps; returns the number of spikes."""
+    N = v.shape[0]
+    D = buf_e.shape[0]
+    n_spikes = 0
+    cap = spike_step.shape[0]
+    use_current = j_ext_rows.shape[0] > 0
+    use_poisson = in_rate_rows.shape[0] > 0
+    for r in range(n_rows):
+        if feature_mode == 1:
+            for k in range(N):
+                features[r, k] = 0.0
+        for s in range(steps_per_row):
+            t = t0 + r * steps_per_row + s
+            slot = t % D
+            # input spikes and background noise arrive at the start of the step
+            if use_poisson:
+                for c in range(in_rate_rows.shape[1]):
+                    if rng.random() < in_rate_rows[r, c]:
+                        for q in range(in_indptr[c], in_indptr[c + 1]):
+                            j_e[in_idx[q]] += in_w[q]
+            if noise_p > 0.0:
+                for k in range(N):
+                    if rng.random() < noise_p:
+                        j_e[k] += noise_w
+            be = buf_e[slot]
+            bi = buf_i[slot]
+            for k in range(N):  # one pass: arrivals, exact step, threshold
+                je = j_e[k] + be[k]
+                ji = j_i[k] + bi[k]
+                be[k] = 0.0
+                bi[k] = 0.0
+                drive = j_ext_rows[r, k] if use_current else 0.0
+                vk = E_L + (v[k] - E_L) * P_mm + je * P_me + ji * P_mi + drive * (1.0 - P_mm)
+                j_e[k] = je * P_ee
+                j_i[k] = ji * P_ii
+                trace[k] *= P_tr
+                if refr[k] > 0:
+                    refr[k] -= 1
+                    v[k] = v_reset
+                    continue
+                if vk >= v_th:
+                    v[k] = v_reset
+                    refr[k] = ref_steps
+                    trace[k] += 1.0
+                    if feature_mode == 1:
+                        features[r, k] += 1.0
+                    if n_spikes < cap:
+                        spike_step[n_spikes] = t
+                        spike_neuron[n_spikes] = k
+                    n_spikes += 1
+                    for q in range(indptr[k], indptr[k + 1]):
+                        # emitted at the end of step t, it acts from step t + 1 + delay
+                        dslot = (t + 1 + delay[q]) % D
+                        if excitatory[k]:
+                            buf_e[dslot, idx[q]] += w[q]
+                        else:
+                            buf_i[dslot, idx[q]] += w[q]
+                else:
+                    v[k] = vk
+        if feature_mode == 0:
+            for k in range(N):
+                features[r, k] = trace[k]
+    return n_spikes
