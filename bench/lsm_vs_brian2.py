@@ -88,6 +88,21 @@ def run_labbench(n: int, seed: int) -> dict:
     return {"run_s": run_s, **statistics(b.raw["spikes"]["step"], b.raw["spikes"]["neuron"], n)}
 
 
+def _brian2_neurons(b2, n: int):
+    """The LIF population of the benchmark as a Brian2 NeuronGroup (exact integration), at rest."""
+    ms, mV = b2.ms, b2.mV
+    b2.defaultclock.dt = DT * ms
+    ns = {"E_L": PARAMS["e_l"] * mV, "v_th": PARAMS["v_th"] * mV, "v_reset": PARAMS["v_reset"] * mV,
+          "tau_m": PARAMS["tau_m"] * ms, "tau_e": PARAMS["tau_e"] * ms, "tau_i": PARAMS["tau_i"] * ms}
+    eqs = """dv/dt = (E_L - v + je + ji) / tau_m : volt (unless refractory)
+             dje/dt = -je / tau_e : volt
+             dji/dt = -ji / tau_i : volt"""
+    G = b2.NeuronGroup(n, eqs, threshold="v >= v_th", reset="v = v_reset", refractory=PARAMS["t_ref"] * ms,
+                       method="exact", namespace=ns)
+    G.v = PARAMS["e_l"] * mV
+    return G
+
+
 def run_brian2(n: int, target: str, seed: int) -> dict:
     import brian2 as b2
 
@@ -101,15 +116,7 @@ def run_brian2(n: int, target: str, seed: int) -> dict:
         b2.set_device("runtime")
         b2.prefs.codegen.target = target
     ms, mV, Hz = b2.ms, b2.mV, b2.Hz
-    b2.defaultclock.dt = DT * ms
-    ns = {"E_L": PARAMS["e_l"] * mV, "v_th": PARAMS["v_th"] * mV, "v_reset": PARAMS["v_reset"] * mV,
-          "tau_m": PARAMS["tau_m"] * ms, "tau_e": PARAMS["tau_e"] * ms, "tau_i": PARAMS["tau_i"] * ms}
-    eqs = """dv/dt = (E_L - v + je + ji) / tau_m : volt (unless refractory)
-             dje/dt = -je / tau_e : volt
-             dji/dt = -ji / tau_i : volt"""
-    G = b2.NeuronGroup(n, eqs, threshold="v >= v_th", reset="v = v_reset", refractory=PARAMS["t_ref"] * ms,
-                       method="exact", namespace=ns)
-    G.v = PARAMS["e_l"] * mV
+    G = _brian2_neurons(b2, n)
     n_exc = int(round(0.8 * n))
     Se = b2.Synapses(G[:n_exc], G, on_pre=f"je_post += {PARAMS['w_exc']}*mV", delay=PARAMS["delay_exc"] * ms)
     Se.connect(condition="i != j", p=PARAMS["p"])
@@ -164,15 +171,7 @@ def identical_spikes(n: int, n_steps: int, seed: int = 5) -> dict:
     b2.set_device("runtime")
     b2.prefs.codegen.target = "numpy"
     ms, mV = b2.ms, b2.mV
-    b2.defaultclock.dt = DT * ms
-    ns = {"E_L": PARAMS["e_l"] * mV, "v_th": PARAMS["v_th"] * mV, "v_reset": PARAMS["v_reset"] * mV,
-          "tau_m": PARAMS["tau_m"] * ms, "tau_e": PARAMS["tau_e"] * ms, "tau_i": PARAMS["tau_i"] * ms}
-    eqs = """dv/dt = (E_L - v + je + ji) / tau_m : volt (unless refractory)
-             dje/dt = -je / tau_e : volt
-             dji/dt = -ji / tau_i : volt"""
-    G = b2.NeuronGroup(n, eqs, threshold="v >= v_th", reset="v = v_reset", refractory=PARAMS["t_ref"] * ms,
-                       method="exact", namespace=ns)
-    G.v = PARAMS["e_l"] * mV
+    G = _brian2_neurons(b2, n)
     e = exc[adj.row]
     Se = b2.Synapses(G, G, on_pre=f"je_post += {PARAMS['w_exc']}*mV", delay=PARAMS["delay_exc"] * ms)
     Se.connect(i=adj.row[e], j=adj.col[e])

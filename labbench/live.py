@@ -235,7 +235,8 @@ class Trainer:
         if self.module is None:
             return X
         parts = []
-        for a, b, ph in _segments(phase):
+        segments = _segments(phase)
+        for a, b, ph in segments:
             if ph == TRAIN:
                 if hasattr(self.module, "partial_fit_transform"):
                     parts.append(self.module.partial_fit_transform(X[a:b]))
@@ -252,7 +253,7 @@ class Trainer:
         if width is None:
             return np.full((len(phase), 1), np.nan)
         return np.concatenate([p if p is not None else np.full((b - a, width), np.nan)
-                               for p, (a, b, _) in zip(parts, _segments(phase))])
+                               for p, (a, b, _) in zip(parts, segments)])
 
     def _rows(self, Z: np.ndarray, y: np.ndarray, phase: np.ndarray):
         preq = None

@@ -56,6 +56,9 @@ from . import __version__
 PHASES = {"washout": 0, "train": 1, "test": 2}
 STATUSES = ("running", "complete", "aborted", "failed")
 _TIME_ARRAYS = ("inputs", "features", "targets", "phase")
+# a live store holds writers' temporary files (``*.partial``); zarr warns about them when
+# a reader lists a group, which is expected and harmless
+warnings.filterwarnings("ignore", message=r".*\.partial is not recognized", category=UserWarning)
 
 
 class StoreError(Exception):
@@ -400,8 +403,6 @@ class RunReader:
         self._open()  # validates
 
     def _open(self) -> zarr.Group:
-        # a live store has writers' temporary files (``*.partial``) that zarr warns about when listing
-        warnings.filterwarnings("ignore", message=r".*\.partial is not recognized", category=UserWarning)
         try:
             root = zarr.open_group(str(self.path), mode="r")
         except Exception as exc:
