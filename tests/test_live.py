@@ -250,7 +250,7 @@ def test_digits_layout_is_checked_in_the_protocol():
         from_dict(proto)
     msg = str(info.value)
     assert "run.train: 1000 rows is not a whole number of digits (each takes 12 rows" in msg
-    assert "only task.n_test = 100 are held out" in msg
+    assert "only 100 are held out (task.n_test = 100;" in msg
     assert "readouts[0].module.kind: unknown module 'nope'" in msg
     narma = small_protocol()
     narma["readouts"] = [{"kind": "ridge", "pool": "mean"}]

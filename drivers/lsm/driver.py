@@ -6,7 +6,7 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...reservoir import Block, RawStreamSpec, Reservoir, Spec
 from . import kernel, network
@@ -42,6 +42,9 @@ class LSMParams(BaseModel):
     input_connectivity: float = Field(0.3, gt=0, le=1, description="fraction of neurons each input reaches")
     input_weight: float = Field(2.0, ge=0, description="jump of J_e per input spike (poisson, spikes modes)")
     max_rate: float = Field(100.0, gt=0, description="input rate (Hz) at input 1 (poisson mode)")
+    input_sources: int = Field(1, ge=1, description="independent Poisson sources per input channel (poisson mode)")
+    input_offset: float = Field(0.0, description="poisson mode: rate = max_rate * clip(offset + gain * u, 0, 1)")
+    input_gain: float = Field(1.0, description="poisson mode: see input_offset")
     noise_rate: float = Field(0.0, ge=0, description="background Poisson input per neuron (Hz)")
     noise_weight: float = Field(0.5, ge=0, description="jump of J_e per background spike (mV)")
     dt: float = Field(0.5, gt=0, description="integration step (ms)")
@@ -49,6 +52,13 @@ class LSMParams(BaseModel):
     features: Literal["trace", "counts"] = Field("trace", description="filtered spike trace or spike counts per row")
     tau_trace: float = Field(20.0, gt=0, description="time constant of the feature trace (ms)")
     seed: int = Field(0, description="seed of the wiring and of every random draw")
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> LSMParams:
+        if self.input_sources > 1 and self.input_mode != "poisson":
+            raise ValueError(f"input_sources = {self.input_sources} needs input_mode = 'poisson' "
+                             f"(got {self.input_mode!r})")
+        return self
 
 
 class LiquidStateMachine(Reservoir):
@@ -93,10 +103,11 @@ class LiquidStateMachine(Reservoir):
         self._delay = np.where(exc_pre, self._steps(p.delay_exc), self._steps(p.delay_inh)).astype(np.int64)
         self._n_slots = int(self._delay.max(initial=0)) + 2
         # input wiring: each channel reaches a random fraction of the neurons
-        mask = rng.random((p.n_inputs, p.units)) < p.input_connectivity
-        signs = rng.choice([-1.0, 1.0], size=(p.n_inputs, p.units))
+        n_src = p.n_inputs * p.input_sources
+        mask = rng.random((n_src, p.units)) < p.input_connectivity
+        signs = rng.choice([-1.0, 1.0], size=(n_src, p.units))
         self.W_in_ = np.where(mask, signs, 0.0)  # current mode: +-1 (times input_scaling)
-        in_csr = [np.flatnonzero(mask[c]) for c in range(p.n_inputs)]
+        in_csr = [np.flatnonzero(mask[c]) for c in range(n_src)]
         self._in_indptr = np.r_[0, np.cumsum([len(t) for t in in_csr])].astype(np.int64)
         self._in_idx = (np.concatenate(in_csr) if in_csr else np.empty(0)).astype(np.int64)
         self._in_w = np.full(len(self._in_idx), p.input_weight)
@@ -150,7 +161,8 @@ class LiquidStateMachine(Reservoir):
             if p.input_mode == "current":
                 j_ext, rates = u[a:b] @ (p.input_scaling * self.W_in_), empty_rates
             elif p.input_mode == "poisson":
-                j_ext, rates = empty_rows, np.clip(u[a:b], 0.0, 1.0) * (p.max_rate * p.dt / 1000.0)
+                level = np.clip(p.input_offset + p.input_gain * u[a:b], 0.0, 1.0)
+                j_ext, rates = empty_rows, np.repeat(level, p.input_sources, axis=1) * (p.max_rate * p.dt / 1000.0)
             else:
                 j_ext, rates = empty_rows, (u[a:b] != 0).astype(np.float64)
             cap = (b - a) * max_per_row

@@ -17,6 +17,7 @@ from labbench.tasks.lorenz import Lorenz
 from labbench.tasks.mackey_glass import MackeyGlass
 from labbench.tasks.memory_capacity import MemoryCapacity
 from labbench.tasks.narma import Narma
+from labbench.tasks.spoken_digits import SpokenDigits
 
 __all__ = [
     "TASKS",
@@ -26,6 +27,7 @@ __all__ = [
     "MackeyGlass",
     "MemoryCapacity",
     "Narma",
+    "SpokenDigits",
     "Task",
     "TaskData",
     "TaskSpec",
@@ -38,9 +40,10 @@ TASKS: dict[str, type[Task]] = {
     "lorenz": Lorenz,
     "memory_capacity": MemoryCapacity,
     "digits": Digits,
+    "spoken_digits": SpokenDigits,
 }
 
-TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits], Field(discriminator="name")]
+TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits, SpokenDigits], Field(discriminator="name")]
 """Any registered task, chosen by its ``name`` key (for protocol models)."""
 
 
