@@ -3,7 +3,8 @@
 Runs each protocol in ``protocols/`` through ``labbench.run`` (Ray actor, run store,
 live readout) once per reservoir seed (``device.params.seed`` = 0..4 by default) and
 prints the median (min–max) of its headline metric next to the acceptance figure and
-the ReservoirPy figure measured on this machine kind (shared/peer-bench/RESULTS.md).
+the peer's figure: ReservoirPy's, measured on this machine kind, for the ESN protocols
+(shared/peer-bench/RESULTS.md); labbench's ESN for the LSM protocols.
 
 Usage: python bench/protocol_figures.py [--seeds 5] [--only narma10 ...] [--out FILE]
 """
@@ -61,7 +62,8 @@ def main() -> None:
                              store_root=tmp, progress=False)
                 m = run.metrics[readout]
                 values.append(float(m[metric]))
-                extras.append({k: v for k, v in m.items() if isinstance(v, (int, float))})
+                extras.append({ro: {k: v for k, v in mm.items() if isinstance(v, (int, float))}
+                               for ro, mm in run.metrics.items()})
                 print(f"  {name} seed {seed}: {metric} = {values[-1]:.4g}", flush=True)
             med = statistics.median(values)
             results[name] = {"metric": metric, "median": med, "min": min(values), "max": max(values),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ SMALL = {
     "lorenz": {"transient": 100},
     "memory_capacity": {"max_delay": 20},
     "digits": {"present": 3, "rest": 0},  # rest rows have NaN targets by design (tests/test_live.py)
+    "spoken_digits": {"n_speakers": 3, "n_test_speakers": 1, "repeats": 1, "rest": 0},
 }
 
 
@@ -48,7 +50,7 @@ def _lorenz_raw(data: TaskData) -> np.ndarray:
 
 
 def test_registry_names_match_classes():
-    assert set(TASKS) == {"mackey_glass", "narma", "lorenz", "memory_capacity", "digits"}
+    assert set(TASKS) == {"mackey_glass", "narma", "lorenz", "memory_capacity", "digits", "spoken_digits"}
     for name, cls in TASKS.items():
         assert issubclass(cls, Task)
         assert cls().name == name
@@ -75,6 +77,8 @@ def test_task_base_is_abstract():
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_shapes_dtype_and_determinism(name):
+    if name == "spoken_digits" and shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (sudo apt-get install espeak-ng); .ci/run installs it")
     task = get_task(name, **SMALL[name])
     a = task.generate(300, seed=1)
     assert a.inputs.shape == (300, task.n_inputs)
