@@ -23,6 +23,28 @@ def run(protocol, **kwargs):
     return _run(protocol, **kwargs)
 
 
+def resume(store, **kwargs):
+    """Continue an aborted run of deterministic devices; see :func:`labbench.bench.resume`."""
+    from .bench import resume as _resume
+
+    return _resume(store, **kwargs)
+
+
+def sweep(protocol, **kwargs):
+    """Run a protocol's ``[sweep]``; see :func:`labbench.sweeper.run_sweep`."""
+    from .sweeper import run_sweep
+
+    return run_sweep(protocol, **kwargs)
+
+
+def __getattr__(name):
+    if name == "DeviceDown":
+        from .bench import DeviceDown
+
+        return DeviceDown
+    raise AttributeError(f"module 'labbench' has no attribute {name!r}")
+
+
 def open_run(path):
     """Open a run store for reading; see :class:`labbench.store.RunReader`."""
     from .store import RunReader
@@ -44,4 +66,5 @@ def load_protocol(path, overrides=None):
     return load(path, overrides)
 
 
-__all__ = ["Block", "Reservoir", "Spec", "open_device", "open_run", "run", "train", "load_protocol", "__version__"]
+__all__ = ["Block", "DeviceDown", "Reservoir", "Spec", "load_protocol", "open_device", "open_run", "resume", "run",
+           "sweep", "train", "__version__"]

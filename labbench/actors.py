@@ -2,7 +2,8 @@
 
 A device actor takes coarse calls (a block, not a sample) and rebuilds its device in
 ``__init__``, so after a restart it is ready again; the bench decides where to resume
-from the store's ``committed`` row. A trainer actor makes one long call: it tails the
+from the store's ``committed`` row, and for a deterministic device first replays the
+stored inputs up to that row (:meth:`DeviceActor.replay`) so its state is what it was. A trainer actor makes one long call: it tails the
 run store, learns, and writes its readout group (see :mod:`labbench.live`).
 """
 
@@ -30,7 +31,8 @@ class DeviceActor:
         import ray
 
         return {"spec": self.reservoir.spec.to_dict(), "describe": self.reservoir.describe(),
-                "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+                "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
+                "deterministic": bool(type(self.reservoir).deterministic)}
 
     def reset(self, seed: int | None = None) -> None:
         self.reservoir.reset(seed)
@@ -40,6 +42,13 @@ class DeviceActor:
         block = self.reservoir.run(u)
         self.busy_s += time.perf_counter() - t0
         return block.features, block.raw
+
+    def replay(self, u: np.ndarray) -> int:
+        """Run ``u`` and keep nothing but the device's new state (after a restart); returns its rows."""
+        t0 = time.perf_counter()
+        self.reservoir.run(u)
+        self.busy_s += time.perf_counter() - t0
+        return len(u)
 
     def free_run(self, readout, sync_inputs: np.ndarray, horizon: int) -> np.ndarray:
         return free_run(self.reservoir, readout, sync_inputs, horizon)

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from .evaluation import evaluate
 from .live import TrainResult
-from .metrics import nrmse
-from .protocol import Protocol, load
-from .store import PHASES, ReadoutWriter, RunReader, RunStore, new_run_path
+from .protocol import DeviceSection, Protocol, from_text, load
+from .reservoir import get_driver
+from .store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso
 
 #: environment that keeps Ray quiet, local and on loopback (see shared/PLATFORM.md)
 RAY_ENV = {
@@ -55,7 +56,10 @@ class Run:
     timings : dict
         Ray start-up, device start-up, streaming throughput and evaluation times.
     warnings : list of str
-        The device's own warnings about the run (``Reservoir.health``), also in the store.
+        The devices' own warnings about the run (``Reservoir.health``), also in the store.
+    by_device : dict
+        ``{device group: {readout name: {metric: value}}}``; with one device ``metrics``
+        is its entry, with several ``metrics`` is keyed ``"<device>/<readout>"``.
     """
 
     store: Path
@@ -64,6 +68,7 @@ class Run:
     timings: dict[str, float] = field(default_factory=dict)
     #: warnings about the device's behaviour (e.g. a silent or saturated spiking network)
     warnings: list[str] = field(default_factory=list)
+    by_device: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def reader(self) -> RunReader:
         return RunReader(self.store)
@@ -96,7 +101,8 @@ def run(
     store_root: str | os.PathLike[str] | None = None,
     progress: bool = True,
     console: Any = None,
-) -> Run:
+    sweep: bool = True,
+) -> Run | Any:
     """Run a protocol and record it.
 
     Parameters
@@ -111,152 +117,331 @@ def run(
         Directory of the run store (default: the protocol's ``store.root``).
     progress : bool
         Show a progress bar (samples, rate, ETA).
+    sweep : bool
+        Run the protocol's ``[sweep]`` when it has one (returns a
+        :class:`~labbench.sweeper.Sweep`); ``False`` runs the base protocol once.
 
     Returns
     -------
-    Run
+    Run (or Sweep)
 
     Raises
     ------
     ProtocolError
         Before anything starts, if the protocol is invalid (no store is created).
+    DeviceDown
+        A device raised, stayed down after its restarts, or stopped answering: the store
+        is marked ``aborted`` with the reason, every committed block kept.
     KeyboardInterrupt
-        After marking the store ``aborted`` and closing the device.
+        After marking the store ``aborted`` and closing the devices.
     """
     proto = protocol if isinstance(protocol, Protocol) else load(protocol, overrides=set)
+    if proto.sweep is not None and sweep:
+        from .sweeper import run_sweep
+
+        return run_sweep(proto, address=address, store_root=store_root, progress=progress, console=console)
     return _Execution(proto, address=address, store_root=store_root, progress=progress, console=console).run()
 
 
+def resume(store: str | os.PathLike[str], *, address: str | None = None, progress: bool = True,
+           console: Any = None) -> Run:
+    """Continue an aborted (or failed) run of deterministic devices from ``committed`` to the end.
+
+    Each device is opened afresh and fed the stored run's inputs up to its ``committed``
+    row (rebuilding its state exactly, as after a restart), then the run goes on appending
+    to the same store. The readouts are trained again from the first row, so their
+    results are those of an uninterrupted run.
+
+    Raises
+    ------
+    StoreError
+        Not a run store, a run that is complete or still running, or a device whose
+        driver is not deterministic (its state cannot be rebuilt).
+    """
+    reader = RunReader(store)
+    attrs = reader.attrs
+    status = attrs.get("status")
+    if status == "complete":
+        raise StoreError(f"{reader.path}: the run is complete; nothing to resume")
+    if status == "running":
+        raise StoreError(f"{reader.path}: the run is still marked running (writer pid {attrs.get('writer_pid')} on "
+                         f"{attrs.get('host')}); resume only an aborted or failed run")
+    proto = from_text(attrs.get("protocol_text") or "", source=attrs.get("protocol_source") or str(reader.path),
+                      overrides=attrs.get("overrides") or {})
+    for dev in proto.all_devices:
+        cls = get_driver(dev.driver)
+        if not cls.deterministic:
+            raise StoreError(f"{reader.path}: device {dev.group!r} ({dev.driver}) is not deterministic: its state "
+                             f"cannot be rebuilt from the stored inputs, so the run cannot be resumed")
+    return _Execution(proto, address=address, store_root=reader.path.parent, progress=progress, console=console,
+                      resume_path=reader.path).run()
+
+
+class DeviceDown(RuntimeError):
+    """A device raised, died more often than ``max_restarts``, or did not answer in ``timeout_s``."""
+
+
+@dataclass
+class _Pending:
+    ref: Any
+    a: int
+    b: int
+    submitted: float
+
+
+class _DeviceStream:
+    """One device of a run: its actor, the blocks in flight, and its restarts."""
+
+    def __init__(self, section: DeviceSection, params: dict[str, Any], num_cpus: float) -> None:
+        import ray
+
+        from .actors import DeviceActor
+
+        self.section = section
+        self.group = section.group
+        options: dict[str, Any] = {"num_cpus": num_cpus, "max_restarts": section.max_restarts,
+                                   "max_task_retries": 0}
+        if section.resources:
+            options["resources"] = dict(section.resources)
+        self.actor = ray.remote(DeviceActor).options(**options).remote(section.driver, params)
+        self.info_ref = self.actor.info.remote()
+        self.info: dict[str, Any] = {}
+        self.pending: deque[_Pending] = deque()
+        self.next_row = 0
+        self.restarts: list[dict[str, Any]] = []
+
+    def submit(self, data, total: int, block: int) -> None:
+        """Keep ``_PIPELINE_DEPTH`` blocks in flight."""
+        while len(self.pending) < _PIPELINE_DEPTH and self.next_row < total:
+            a, b = self.next_row, min(self.next_row + block, total)
+            self.pending.append(_Pending(self.actor.run.remote(data.inputs[a:b]), a, b, time.monotonic()))
+            self.next_row = b
+
+    def wait_ready(self) -> dict[str, Any]:
+        """The actor's info once it is (again) up; DeviceDown if it does not come up in time."""
+        import ray
+
+        deadline = time.monotonic() + self.section.timeout_s
+        while True:
+            try:
+                return ray.get(self.actor.info.remote(), timeout=max(deadline - time.monotonic(), 0.1))
+            except ray.exceptions.GetTimeoutError:
+                raise DeviceDown(f"device {self.group!r} did not come back within {self.section.timeout_s:g} s "
+                                 f"after its process died") from None
+            except ray.exceptions.ActorDiedError as exc:
+                raise DeviceDown(f"device {self.group!r} is down for good: {_cause(exc)}") from None
+            except ray.exceptions.RayActorError:
+                if time.monotonic() > deadline:
+                    raise DeviceDown(f"device {self.group!r} did not come back within "
+                                     f"{self.section.timeout_s:g} s") from None
+                time.sleep(0.2)
+
+    def replay(self, data, rows: int, block: int) -> None:
+        """Feed rows ``[0, rows)`` again, discarding the output, to rebuild a fresh device's state."""
+        import ray
+
+        for a in range(0, rows, block):
+            b = min(a + block, rows)
+            try:
+                ray.get(self.actor.replay.remote(data.inputs[a:b]), timeout=self.section.timeout_s)
+            except ray.exceptions.GetTimeoutError:
+                raise DeviceDown(f"device {self.group!r}: replaying rows {a}–{b} took more than "
+                                 f"{self.section.timeout_s:g} s") from None
+
+
 class _Execution:
-    def __init__(self, proto: Protocol, *, address, store_root, progress, console) -> None:
+    def __init__(self, proto: Protocol, *, address, store_root, progress, console,
+                 resume_path: Path | None = None) -> None:
         self.proto = proto
         self.address = address
         self.store_root = Path(store_root if store_root is not None else proto.store.root)
         self.progress = progress
         self.console = console
+        self.resume_path = resume_path
         self.timings: dict[str, float] = {}
 
     def run(self) -> Run:
         import ray
 
         p = self.proto
-        total = p.run.total
         data = p.task.generate_run(p.run.washout, p.run.train, p.run.test, p.protocol.seed)
         phase = np.repeat(np.array([PHASES["washout"], PHASES["train"], PHASES["test"]], dtype=np.int8),
                           [p.run.washout, p.run.train, p.run.test])
         self.timings["ray_startup_s"] = ensure_ray(self.address)
 
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        from .actors import DeviceActor, TrainerActor
-
         t0 = time.perf_counter()
-        actor = ray.remote(num_cpus=1, max_restarts=0)(DeviceActor).remote(p.device.driver, p.device_params())
+        cpus = _device_cpus(p.all_devices)
+        # every device actor starts at once; each waits for its own resources (a pinned rig's node)
+        streams = [_DeviceStream(dev, p.device_params(dev), n) for dev, n in zip(p.all_devices, cpus)]
         store: RunStore | None = None
         trainers: list = []
         try:
-            info = ray.get(actor.info.remote())
+            for s in streams:
+                try:
+                    s.info = ray.get(s.info_ref, timeout=s.section.timeout_s)
+                except ray.exceptions.GetTimeoutError:
+                    need = f" (needs resources {s.section.resources})" if s.section.resources else ""
+                    raise DeviceDown(f"device {s.group!r} did not start within {s.section.timeout_s:g} s{need}: "
+                                     f"no node of the cluster can take it, or its driver hangs in open()") from None
+                except ray.exceptions.RayError as exc:
+                    raise DeviceDown(f"device {s.group!r} failed to open: {_cause(exc)}") from None
             self.timings["device_startup_s"] = time.perf_counter() - t0
-            spec = info["spec"]
-            path = new_run_path(self.store_root, p.protocol.name)
-            store = RunStore(path, p.text, {
-                "protocol_name": p.protocol.name, "protocol_source": p.source, "overrides": p.overrides,
-                "protocol": p.resolved(), "seed": p.protocol.seed, "ray_address": self.address or "local",
-                "device_node_id": info["node_id"]})
-            device = p.device.group
-            first = ray.get(actor.run.remote(data.inputs[:0]))[0]  # dtype probe, zero rows
-            store.add_device(device, spec=spec, describe=info["describe"], n_outputs=p.task.n_outputs,
-                             dtype=str(first.dtype), chunk_rows=p.run.block, expected_rows=total,
-                             layout={"washout": p.run.washout, "train": p.run.train, "test": p.run.test},
-                             sequence=data.sequence is not None)
+            store = self._open_store(streams, data)
             # trainers read the store through the file system: keep them on this node
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            from .actors import TrainerActor
+
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-            for ro in p.readouts:
-                tr = ray.remote(num_cpus=0, max_restarts=0)(TrainerActor).options(scheduling_strategy=here).remote(
-                    str(path), ro.describe(), device, p.task)
-                trainers.append((ro.label, tr, tr.train.remote()))
-            self._stream(actor, store, device, data, phase)
-            store.end_stream(device)
+            for s in streams:
+                for ro in p.readouts:
+                    tr = ray.remote(num_cpus=0, max_restarts=0)(TrainerActor).options(
+                        scheduling_strategy=here).remote(str(store.path), ro.describe(), s.group, p.task)
+                    trainers.append((s.group, ro.label, tr, tr.train.remote()))
+            self._stream(streams, store, data, phase)
+            for s in streams:
+                store.end_stream(s.group)
             results = self._collect(trainers)
-            metrics = self._evaluate(actor, store, device, data, results)
-            self.timings.update(ray.get(actor.stats.remote()))
-            device_warnings = ray.get(actor.health.remote())
+            by_device: dict[str, dict[str, Any]] = {}
+            device_warnings: list[str] = []
+            for s in streams:
+                by_device[s.group] = self._evaluate(s, store, data, results[s.group])
+                self.timings.setdefault("devices", {})[s.group] = ray.get(s.actor.stats.remote())
+                found = ray.get(s.actor.health.remote())
+                store.set_device_attrs(s.group, warnings=found)
+                device_warnings += [f"{s.group}: {w}" for w in found] if len(streams) > 1 else found
+            if len(streams) == 1:
+                self.timings.update(self.timings.pop("devices")[streams[0].group])
             store.set_attrs(warnings=device_warnings)
             self.timings["writer_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             store.set_attrs(timings=self.timings)
             store.finish("complete")
-            return Run(store=path, status="complete", metrics=metrics, timings=self.timings,
-                       warnings=device_warnings)
+            metrics = (by_device[streams[0].group] if len(streams) == 1 else
+                       {f"{g}/{ro}": m for g, ms in by_device.items() for ro, m in ms.items()})
+            return Run(store=store.path, status="complete", metrics=metrics, timings=self.timings,
+                       warnings=device_warnings, by_device=by_device)
         except KeyboardInterrupt:
             if store is not None:
                 store.finish("aborted", "interrupted by the user (SIGINT)")
+            raise
+        except DeviceDown as exc:
+            if store is not None:
+                store.finish("aborted", str(exc))
             raise
         except BaseException as exc:
             if store is not None:
                 store.finish("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
             raise
         finally:
-            for _, tr, _ in trainers:
+            for _, _, tr, _ in trainers:
                 ray.kill(tr)
-            _close_actor(actor)
+            for s in streams:
+                _close_actor(s.actor)
 
-    def _collect(self, trainers: list) -> list[TrainResult]:
+    def _open_store(self, streams: list[_DeviceStream], data) -> RunStore:
+        """A new run store with a group per device, or the resumed one with its readouts cleared."""
+        import ray
+
+        p = self.proto
+        total = p.run.total
+        if self.resume_path is not None:
+            store = RunStore.reopen(self.resume_path)
+            resumed = list(store._root.attrs.get("resumed") or [])
+            resumed.append({"at": now_iso(), "from_rows": {s.group: store.committed(s.group) for s in streams}})
+            store.set_attrs(status="running", error=None, ended=None, resumed=resumed, metrics={})
+            for s in streams:
+                g = store._devices[s.group].group
+                if "readouts" in g:
+                    del g["readouts"]
+                g.create_group("readouts")
+                s.next_row = store.committed(s.group)
+            return store
+        store = RunStore(new_run_path(self.store_root, p.protocol.name), p.text, {
+            "protocol_name": p.protocol.name, "protocol_source": p.source, "overrides": p.overrides,
+            "protocol": p.resolved(), "seed": p.protocol.seed, "ray_address": self.address or "local",
+            "device_node_id": streams[0].info["node_id"],
+            "devices": [s.group for s in streams]})
+        for s in streams:
+            first = ray.get(s.actor.run.remote(data.inputs[:0]))[0]  # dtype probe, zero rows
+            store.add_device(s.group, spec=s.info["spec"], describe=s.info["describe"], n_outputs=p.task.n_outputs,
+                             dtype=str(first.dtype), chunk_rows=p.run.block, expected_rows=total,
+                             layout={"washout": p.run.washout, "train": p.run.train, "test": p.run.test},
+                             sequence=data.sequence is not None)
+            store.set_device_attrs(s.group, node_id=s.info["node_id"], pid=s.info["pid"],
+                                   resources=s.section.resources, restarts=[])
+        return store
+
+    def _collect(self, trainers: list) -> dict[str, list[TrainResult]]:
         """Wait for every trainer to finish the stream; a failed trainer fails the run."""
         import ray
 
         t0 = time.perf_counter()
-        results = []
-        for name, _, ref in trainers:
+        results: dict[str, list[TrainResult]] = {}
+        several = len({group for group, *_ in trainers}) > 1
+        for group, name, _, ref in trainers:
             try:
-                results.append(ray.get(ref))
+                results.setdefault(group, []).append(ray.get(ref))
             except ray.exceptions.RayError as exc:
                 cause = getattr(exc, "cause", None) or exc
-                raise RuntimeError(f"readout {name!r} failed: {type(cause).__name__}: {cause}") from None
+                where = f"readout {name!r} of device {group!r}" if several else f"readout {name!r}"
+                raise RuntimeError(f"{where} failed: {type(cause).__name__}: {cause}") from None
         self.timings["trainers_lag_s"] = time.perf_counter() - t0
-        self.timings["trainers"] = {r.name: r.timings for r in results}
+        self.timings["trainers"] = {(r.name if len(results) == 1 else f"{g}/{r.name}"): r.timings
+                                    for g, rs in results.items() for r in rs}
         return results
 
-    def _stream(self, actor, store: RunStore, device: str, data, phase: np.ndarray) -> None:
-        total = len(phase)
-        block = self.proto.run.block
-        bounds = [(a, min(a + block, total)) for a in range(0, total, block)]
-        pending: deque = deque()
-        nxt = 0
-        in_dtype = np.dtype(store.input_dtype(device))
-
-        def submit() -> None:
-            nonlocal nxt
-            a, b = bounds[nxt]
-            pending.append(actor.run.remote(data.inputs[a:b]))
-            nxt += 1
-
-        bar = _ProgressBar(total, f"{self.proto.protocol.name} on {self.proto.device.driver}",
-                           enabled=self.progress, console=self.console)
+    def _stream(self, streams: list[_DeviceStream], store: RunStore, data, phase: np.ndarray) -> None:
+        """Write every device's blocks as they arrive, in order per device; recover restarted devices."""
         import ray
-
+        import zarr
         from threadpoolctl import threadpool_limits
 
+        p = self.proto
+        total, block = p.run.total, p.run.block
+        for s in streams:
+            if s.next_row:                       # resuming: rebuild the device's state first
+                s.replay(data, s.next_row, block)
+        remaining = sum(total - s.next_row for s in streams)
+        for s in streams:
+            s.submit(data, total, block)
+        label = f"{p.protocol.name} on {p.describe_devices()}"
+        bar = _ProgressBar(remaining, label, enabled=self.progress, console=self.console)
+        in_dtype = {s.group: np.dtype(store.input_dtype(s.group)) for s in streams}
+        waiting = 0.0
         t_start = time.perf_counter()
-        import zarr
-
         # one BLAS thread and one I/O thread for Zarr: the other cores belong to the device and
         # trainer actors (measured: Zarr's default thread pool slows a 1000-unit ESN by ~10%)
         with bar, threadpool_limits(limits=1, user_api="blas"), \
                 zarr.config.set({"threading.max_workers": 1, "async.concurrency": 1}):
-            while nxt < min(_PIPELINE_DEPTH, len(bounds)):
-                submit()
-            waiting = 0.0
-            for a, b in bounds:
+            while any(s.pending for s in streams):
+                heads = {s.pending[0].ref: s for s in streams if s.pending}
+                due = min(s.pending[0].submitted + s.section.timeout_s for s in heads.values())
                 t_wait = time.perf_counter()
-                features, raw = ray.get(pending.popleft())
+                ready, _ = ray.wait(list(heads), num_returns=1, timeout=max(due - time.monotonic(), 0.0))
                 waiting += time.perf_counter() - t_wait
-                if nxt < len(bounds):
-                    submit()
-                if features.shape[0] != b - a:
-                    raise RuntimeError(f"device returned {features.shape[0]} rows for a block of {b - a}")
-                store.append(device, inputs=data.inputs[a:b].astype(in_dtype, copy=False), features=features,
-                             targets=data.targets[a:b], phase=phase[a:b],
+                if not ready:
+                    late = min(heads.values(), key=lambda s: s.pending[0].submitted + s.section.timeout_s)
+                    head = late.pending[0]
+                    raise DeviceDown(f"device {late.group!r} did not return rows {head.a}–{head.b} within "
+                                     f"{late.section.timeout_s:g} s (device.timeout_s)")
+                s = heads[ready[0]]
+                head = s.pending.popleft()
+                try:
+                    features, raw = ray.get(head.ref)
+                except ray.exceptions.RayTaskError as exc:      # the driver raised
+                    raise DeviceDown(f"device {s.group!r} failed on rows {head.a}–{head.b}: {_cause(exc)}") from None
+                except ray.exceptions.RayActorError as exc:     # its process died
+                    self._recover(s, store, data, exc)
+                    s.submit(data, total, block)
+                    continue
+                if features.shape[0] != head.b - head.a:
+                    raise DeviceDown(f"device {s.group!r} returned {features.shape[0]} rows for rows "
+                                     f"{head.a}–{head.b}")
+                a, b = head.a, head.b
+                store.append(s.group, inputs=data.inputs[a:b].astype(in_dtype[s.group], copy=False),
+                             features=features, targets=data.targets[a:b], phase=phase[a:b],
                              sequence=None if data.sequence is None else data.sequence[a:b], raw=raw)
+                s.submit(data, total, block)
                 bar.advance(b - a)
         elapsed = time.perf_counter() - t_start
         self.timings["stream_s"] = elapsed
@@ -264,46 +449,83 @@ class _Execution:
         self.timings["writer_waiting_s"] = waiting
         self.timings["samples_per_s"] = total / elapsed if elapsed > 0 else float("inf")
 
-    def _evaluate(self, actor, store: RunStore, device: str, data, results: list[TrainResult]) -> dict[str, Any]:
+    def _recover(self, s: _DeviceStream, store: RunStore, data, exc: Exception) -> None:
+        """The device's process died: wait for Ray to restart it, rebuild its state, go on from ``committed``."""
+        committed = store.committed(s.group)
+        s.pending.clear()                        # every call in flight died with the process
+        if len(s.restarts) >= s.section.max_restarts:
+            raise DeviceDown(f"device {s.group!r} died {len(s.restarts) + 1} times (device.max_restarts = "
+                             f"{s.section.max_restarts}): {_cause(exc)}")
+        t0 = time.perf_counter()
+        info = s.wait_ready()
+        replayed = 0
+        if info.get("deterministic"):
+            s.replay(data, committed, self.proto.run.block)
+            replayed = committed
+        s.next_row = committed
+        s.restarts.append({"at": now_iso(), "committed": committed, "error": _cause(exc)[:500],
+                           "old_pid": s.info.get("pid"), "new_pid": info.get("pid"), "replayed_rows": replayed,
+                           "state": "rebuilt by replay" if replayed or not committed else
+                           "not restored (device is not deterministic)",
+                           "recovery_s": time.perf_counter() - t0})
+        s.info = info
+        store.set_device_attrs(s.group, restarts=s.restarts, pid=info.get("pid"))
+
+    def _evaluate(self, s: _DeviceStream, store: RunStore, data, results: list[TrainResult]) -> dict[str, Any]:
         """Closed-loop evaluation (tasks that have one) with each trained readout, in the device actor."""
         import ray
 
         from .store import _jsonable
 
-        p = self.proto
-        test_start = p.run.washout + p.run.train
-        plan = p.task.free_run_plan(data, test_start, test_start + p.run.test) if p.run.test else None
+        actor = s.actor
         metrics: dict[str, Any] = {}
         t0 = time.perf_counter()
-        specs = {ro.label: ro for ro in p.readouts}
         for res in results:
-            m = dict(res.metrics)
-            steps = specs[res.name].feedback_steps if res.name in specs else 0
-            if steps:
-                # FORCE with the loop closed, on the last train rows (never on test data)
-                sync = plan.sync if plan is not None else min(100, test_start - steps - 1)
-                lo = test_start - steps - sync
-                if lo < 0:
-                    raise RuntimeError(f"readout {res.name!r}: feedback_steps={steps} plus {sync} sync steps do not "
-                                       f"fit before the test phase (row {test_start})")
-                teacher = data.inputs[lo:test_start]
-                res.pipeline, trace = ray.get(actor.learn_with_feedback.remote(res.pipeline, teacher, sync))
-                tail = max(1, steps // 5)
-                m["nrmse_feedback_learning"] = nrmse(teacher[-tail:], trace[-tail:])
-            if plan is not None:
-                sync = np.stack([data.inputs[s - plan.sync:s] for s in plan.starts])
-                pred = ray.get(actor.free_run.remote(res.pipeline, sync, plan.horizon))
-                m.update(p.task.score_free_run(data, plan, pred))
-                group = ReadoutWriter.reopen(store.path, device, res.name)
-                group.create_array("free_run", data=np.asarray(pred, dtype="float64"),
-                                   dimension_names=("start", "horizon", "output"), compressors=None)
-                group.create_array("free_run_starts", data=np.asarray(plan.starts, dtype="int64"),
-                                   dimension_names=("start",), compressors=None)
-                group.attrs.update(_jsonable({"metrics": m}))
-            store.set_summary_metrics(device, res.name, m)
-            metrics[res.name] = m
-        self.timings["evaluation_s"] = time.perf_counter() - t0
+            ev = evaluate(self.proto, data, res,
+                          free_run=lambda pipe, sync, horizon: ray.get(actor.free_run.remote(pipe, sync, horizon)),
+                          learn_with_feedback=lambda pipe, teacher, sync: ray.get(
+                              actor.learn_with_feedback.remote(pipe, teacher, sync)))
+            if ev.free_run is not None:
+                group = ReadoutWriter.reopen(store.path, s.group, res.name)
+                group.create_array("free_run", data=ev.free_run, dimension_names=("start", "horizon", "output"),
+                                   compressors=None)
+                group.create_array("free_run_starts", data=ev.free_run_starts, dimension_names=("start",),
+                                   compressors=None)
+                group.attrs.update(_jsonable({"metrics": ev.metrics}))
+            store.set_summary_metrics(s.group, res.name, ev.metrics)
+            metrics[res.name] = ev.metrics
+        self.timings["evaluation_s"] = self.timings.get("evaluation_s", 0.0) + time.perf_counter() - t0
         return metrics
+
+
+def _device_cpus(devices: list[DeviceSection]) -> list[float]:
+    """CPUs each device actor asks for: its ``num_cpus``, else 1, or an equal share of the
+    cluster's CPUs when there are more devices than CPUs (so they all start at once).
+
+    Raises DeviceDown at once when a device needs a custom resource no node has.
+    """
+    import ray
+
+    available = ray.cluster_resources()
+    for dev in devices:
+        missing = [k for k in dev.resources if available.get(k, 0) < dev.resources[k]]
+        if missing:
+            have = sorted(k for k in available if ":" in k) or ["none"]
+            raise DeviceDown(f"device {dev.group!r} needs resource {missing[0]!r}, which no node of the cluster "
+                             f"has (custom resources: {', '.join(have)}); start the node that holds it with "
+                             f"ray start --resources '{{\"{missing[0]}\": 1}}' (docs/cluster.md)")
+    free = [d for d in devices if d.num_cpus is None]
+    share = min(1.0, float(available.get("CPU", 1)) / len(free)) if free else 1.0
+    return [d.num_cpus if d.num_cpus is not None else share for d in devices]
+
+
+def _cause(exc: BaseException) -> str:
+    """``Type: message`` of what went wrong inside Ray (the driver's own exception when there is one)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return text.splitlines()[-1] if text.count("\n") > 20 else text
 
 
 def _close_actor(actor) -> None:
@@ -320,7 +542,7 @@ def _close_actor(actor) -> None:
 class _ProgressBar:
     """A rich progress bar over samples (count, rate, ETA), or nothing."""
 
-    def __init__(self, total: int, label: str, *, enabled: bool, console: Any = None) -> None:
+    def __init__(self, total: int, label: str, *, enabled: bool, console: Any = None, unit: str = "samples") -> None:
         self.enabled = enabled
         if not enabled:
             return
@@ -328,7 +550,7 @@ class _ProgressBar:
 
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("samples  {task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=False)
+            TextColumn(unit + "  {task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=False)
         self._task = self._progress.add_task(label, total=total, rate="")
         self._t0 = time.perf_counter()
         self._done = 0

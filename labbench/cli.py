@@ -41,26 +41,95 @@ def _metrics_table(metrics: dict[str, dict[str, Any]], title: str):
     return table
 
 
+def _by_device_table(by_device: dict[str, dict[str, dict[str, Any]]], title: str):
+    """One row per (device, readout): several devices side by side."""
+    if len(by_device) == 1:
+        return _metrics_table(next(iter(by_device.values())), title)
+    return _metrics_table({f"{dev} / {ro}": m for dev, ms in by_device.items() for ro, m in ms.items()}, title)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from . import bench
     from .protocol import load
 
     proto = load(args.protocol, overrides=args.set)  # ProtocolError -> exit 2 before anything starts
     out = _console()
+    if proto.sweep is not None and not args.no_sweep:
+        return _run_sweep(args, proto, out)
     result = bench.run(proto, address=args.address, store_root=args.store_root, progress=not args.quiet,
-                       console=_console(stderr=True))
+                       console=_console(stderr=True), sweep=False)
+    return _report_run(args, proto, result, out)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from . import bench
+    from .protocol import from_text
+    from .store import RunReader
+
+    attrs = RunReader(args.store).attrs
+    proto = from_text(attrs.get("protocol_text") or "", source=attrs.get("protocol_source") or str(args.store),
+                      overrides=attrs.get("overrides") or {})
+    result = bench.resume(args.store, address=args.address, progress=not args.quiet, console=_console(stderr=True))
+    return _report_run(args, proto, result, _console())
+
+
+def _report_run(args: argparse.Namespace, proto, result, out) -> int:
     if args.json:
         print(json.dumps({"store": str(result.store), "status": result.status, "metrics": result.metrics,
-                          "timings": result.timings, "warnings": result.warnings}, default=str))
+                          "by_device": result.by_device, "timings": result.timings, "warnings": result.warnings},
+                         default=str))
         return 0
-    out.print(_metrics_table(result.metrics, f"{proto.protocol.name} on {proto.device.driver}: test metrics"))
+    out.print(_by_device_table(result.by_device, f"{proto.protocol.name} on {proto.describe_devices()}: test metrics"))
     t = result.timings
     out.print(f"throughput {t['samples_per_s']:,.0f} samples/s over {t['stream_s']:.2f} s "
               f"(Ray start-up {t['ray_startup_s']:.1f} s, device start-up {t['device_startup_s']:.1f} s)")
     for w in result.warnings:
-        out.print(f"[yellow]warning[/yellow] {proto.device.driver}: {w}")
+        out.print(f"[yellow]warning[/yellow] {w}")
     out.print(f"store: {result.store}")
     return 0
+
+
+def _run_sweep(args: argparse.Namespace, proto, out) -> int:
+    from .sweeper import run_sweep
+
+    result = run_sweep(proto, address=args.address, store_root=args.store_root, progress=not args.quiet,
+                       console=_console(stderr=True))
+    if args.json:
+        print(json.dumps({"store": str(result.store), "status": result.status, "summary": result.summary,
+                          "best": result.best, "timings": result.timings}, default=str))
+        return 0
+    out.print(_sweep_table(result.summary, f"sweep {proto.protocol.name}: {len(result.summary)} trials, best first",
+                           limit=args.top))
+    _print_best(out, result.best, proto.source)
+    out.print(f"{result.timings.get('sweep_s', 0):.1f} s for {len(result.summary)} trials; store: {result.store}")
+    return 0
+
+
+def _sweep_table(summary: list[dict[str, Any]], title: str, limit: int = 20):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    cols = [k for k in (summary[0] if summary else {}) if k not in ("trial", "status")]
+    table.add_column("trial", justify="right")
+    for c in cols:
+        table.add_column(c.removeprefix("device.params."), justify="right")
+    table.add_column("status")
+    for row in summary[:limit]:
+        table.add_row(str(row["trial"]), *(_fmt(row.get(c)) if row.get(c) is not None else "–" for c in cols),
+                      row["status"])
+    if len(summary) > limit:
+        table.caption = f"… {len(summary) - limit} more (--top N, or labbench show --json)"
+    return table
+
+
+def _print_best(out, best: dict[str, Any] | None, source: str) -> None:
+    if best is None:
+        out.print("[yellow]no trial completed[/yellow]")
+        return
+    params = {k: v for k, v in best.items() if k not in ("trial", "status")}
+    out.print(f"best: trial {best['trial']}: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in params.items()))
+    sets = " ".join(f"--set {k}={json.dumps(v)}" for k, v in params.items() if "." in k)
+    out.print(f"  run it alone: labbench run {source} --no-sweep {sets}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -131,15 +200,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     proto = load(args.protocol, overrides=args.set)
     r = proto.run
-    print(f"{args.protocol}: ok — {proto.protocol.name}: device {proto.device.driver}, task {proto.task.name}, "
+    print(f"{args.protocol}: ok — {proto.protocol.name}: device {proto.describe_devices()}, task {proto.task.name}, "
           f"{r.total:,} samples (washout {r.washout:,}, train {r.train:,}, test {r.test:,}) in blocks of "
           f"{r.block:,}, readouts: {', '.join(ro.label for ro in proto.readouts)}")
+    if proto.sweep is not None:
+        from .sweeper import trial_protocols
+
+        trials = trial_protocols(proto)
+        print(f"  sweep: {proto.sweep.method}, {len(trials)} trials over {', '.join(proto.sweep.params)}; all valid")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from .store import RunReader
+    from .sweeper import read_sweep
 
+    sweep = read_sweep(args.store)
+    if sweep is not None:
+        return _show_sweep(args, sweep)
     reader = RunReader(args.store)
     attrs = reader.attrs
     if args.json:
@@ -247,13 +325,36 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_sweep(args: argparse.Namespace, attrs: dict[str, Any]) -> int:
+    if args.json:
+        print(json.dumps({k: v for k, v in attrs.items() if k != "protocol_text"}, default=str, indent=2))
+        return 0
+    out = _console()
+    summary = attrs.get("summary") or []
+    n = attrs.get("n_trials")
+    ranking = attrs.get("ranking") or {}
+    out.print(f"[bold]{args.store}[/bold]  (sweep)")
+    out.print(f"  protocol  {attrs.get('protocol_name')}  ({attrs.get('protocol_source')})")
+    out.print(f"  status    {attrs.get('status')}" + (f": {attrs['error']}" if attrs.get("error") else "")
+              + _writer_gone_note(attrs))
+    out.print(f"  trials    {len(summary)}/{n} finished, {sum(r['status'] != 'complete' for r in summary)} failed; "
+              f"ranked by {ranking.get('readout')}.{ranking.get('metric')} "
+              f"({'higher' if ranking.get('maximise') else 'lower'} is better)")
+    out.print(f"  started   {attrs.get('started')}   ended {attrs.get('ended')}")
+    out.print(_sweep_table(summary, "trials, best first", limit=args.history if args.history > 5 else 20))
+    _print_best(out, attrs.get("best"), attrs.get("protocol_source") or "<protocol>")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labbench",
         description="Run reservoir-computing protocols on software, physical and biological reservoirs.",
         epilog="Examples:\n  labbench run protocols/mackey_glass.toml\n"
                "  labbench run protocols/narma10.toml --set device.params.units=1000\n"
-               "  labbench show runs/<run>.zarr\n  labbench train runs/<run>.zarr --readout rls --name rls\n"
+               "  labbench run protocols/narma10_sweep.toml        # a parameter sweep\n"
+               "  labbench show runs/<run>.zarr\n  labbench resume runs/<aborted run>.zarr\n"
+               "  labbench train runs/<run>.zarr --readout rls --name rls\n"
                "  labbench validate protocols/lorenz.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
@@ -276,7 +377,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store-root", default=None, type=Path, help="directory for the run store (default: store.root)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--no-sweep", action="store_true", help="run the base protocol once, ignoring its [sweep]")
+    p.add_argument("--top", type=int, default=20, metavar="N", help="sweep: trials to list (default 20)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue an aborted run of deterministic devices to its end",
+                       description="Resume an aborted (or failed) run: each device is opened afresh, fed the stored "
+                                   "inputs up to its committed row to rebuild its state, and the run goes on "
+                                   "appending to the same store; readouts are trained again from the start.")
+    p.add_argument("store", type=Path, help="run store (.zarr)")
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS or a local Ray)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("validate", help="check a protocol without running it",
                        description="Validate a protocol file (and --set overrides); exit code 2 if invalid.")

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,6 +38,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .reservoir import get_driver
+from .sweep import SweepSpec, flatten_sweep_table
 from .tasks import TASKS, Task
 
 
@@ -73,6 +74,15 @@ class DeviceSection(_Section):
     name: str | None = Field(None, description="group name in the store (default: the driver name)")
     mock: bool = Field(False, description="use the driver's mock instead of real hardware")
     params: dict[str, Any] = Field(default_factory=dict, description="driver parameters")
+    # where and how the device's Ray actor runs (see docs/cluster.md)
+    num_cpus: float | None = Field(
+        None, ge=0, description="CPUs reserved for the device's actor (default 1, or an equal share when the "
+                                "run has more devices than the cluster has CPUs)")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description='custom Ray resources the device needs, e.g. {"device:rig-1" = 1}: pins it to that node')
+    max_restarts: int = Field(3, ge=0, description="restarts of the device's actor after its process dies")
+    timeout_s: float = Field(120.0, gt=0, description="longest wait for one block before the device counts as down")
 
     @property
     def group(self) -> str:
@@ -138,23 +148,46 @@ class StoreSection(_Section):
 
 
 class Protocol(_Section):
-    """A validated protocol. Build it from TOML with :func:`load`, or directly in Python."""
+    """A validated protocol. Build it from TOML with :func:`load`, or directly in Python.
+
+    One device is a ``[device]`` table; several devices that receive the same task input
+    in one run are a ``[[devices]]`` array (each with its own ``name`` when two share a
+    driver). :attr:`all_devices` is the list either way.
+    """
 
     protocol: ProtocolInfo
-    device: DeviceSection
+    device: DeviceSection | None = None
+    devices: list[DeviceSection] = Field(default_factory=list)
     task: Task
     run: RunSection
     readouts: list[ReadoutSection] = Field(default_factory=lambda: [ReadoutSection()])
     store: StoreSection = Field(default_factory=StoreSection)
+    sweep: SweepSpec | None = None
     # provenance, filled by load()
     source: str = "<python>"
     text: str = ""
     overrides: dict[str, Any] = Field(default_factory=dict)
+    #: the parsed table before overrides (sweep trials are validated from it)
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
 
-    def device_params(self) -> dict[str, Any]:
+    @model_validator(mode="after")
+    def _one_device_form(self) -> Protocol:
+        if self.device is not None and self.devices:
+            raise ValueError("give either one [device] table or a [[devices]] array, not both")
+        if self.device is None and not self.devices:
+            raise ValueError("no device: add a [device] table (or [[devices]] for several)")
+        return self
+
+    @property
+    def all_devices(self) -> list[DeviceSection]:
+        """Every device of the run, in protocol order."""
+        return [self.device] if self.device is not None else list(self.devices)
+
+    def device_params(self, device: DeviceSection | None = None) -> dict[str, Any]:
         """Driver parameters with ``n_inputs`` taken from the task when the driver has it."""
-        cls = get_driver(self.device.driver)
-        params = dict(self.device.params)
+        dev = device if device is not None else self.all_devices[0]
+        cls = get_driver(dev.driver)
+        params = dict(dev.params)
         if "n_inputs" in cls.Params.model_fields and "n_inputs" not in params:
             params["n_inputs"] = self.task.n_inputs
         return params
@@ -163,9 +196,26 @@ class Protocol(_Section):
         """JSON-able view of everything that was validated (for provenance)."""
         out = self.model_dump(mode="json", exclude={"text", "source", "overrides", "task"})
         out["task"] = self.task.model_dump(mode="json")
-        out["device"]["params"] = self.device_params()
+        if self.device is not None:
+            out["device"]["params"] = self.device_params()
+        for i, dev in enumerate(self.devices):
+            out["devices"][i]["params"] = self.device_params(dev)
         out["readouts"] = [r.describe() for r in self.readouts]
         return out
+
+    def describe_devices(self) -> str:
+        """``"esn"`` or ``"esn, lsm, culture (mea)"``: the devices as people read them."""
+        return ", ".join(d.driver if d.group == d.driver else f"{d.group} ({d.driver})" for d in self.all_devices)
+
+
+def sweep_base(proto: Protocol) -> tuple[dict[str, Any], str]:
+    """The protocol's parsed table without its ``[sweep]`` (what each trial overrides)."""
+    import copy
+
+    base = copy.deepcopy(proto._raw) if proto._raw else proto.model_dump(
+        mode="json", exclude={"text", "source", "overrides", "sweep"})
+    base.pop("sweep", None)
+    return base, proto.source
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,13 +235,22 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 
 def _apply(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b]... = value`` for ``key = "a.b..."``; a number indexes an array of
+    tables (``devices.1.params.units``)."""
     parts = key.split(".")
-    node = data
+    node: Any = data
     for part in parts[:-1]:
+        if isinstance(node, list):
+            if not (part.isdigit() and int(part) < len(node)):
+                raise ProtocolError("--set", [f"{key}: {part!r} is not an index of the {len(node)}-entry array"])
+            node = node[int(part)]
+            continue
         nxt = node.setdefault(part, {})
-        if not isinstance(nxt, dict):
+        if not isinstance(nxt, (dict, list)):
             raise ProtocolError("--set", [f"{key}: {part!r} is a value, not a table"])
         node = nxt
+    if isinstance(node, list):
+        raise ProtocolError("--set", [f"{key}: set a key of one entry, e.g. {key.rsplit('.', 1)[0]}.0.<key>"])
     node[parts[-1]] = value
 
 
@@ -222,11 +281,16 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
 def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
               overrides: dict[str, Any] | None = None) -> Protocol:
     """Validate a protocol given as nested dicts (what a TOML file parses into)."""
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    import copy
+
+    raw = copy.deepcopy(data)
+    data = copy.deepcopy(data)
     overrides = dict(overrides or {})
     for key, value in overrides.items():
         _apply(data, key, value)
     problems: list[str] = []
+    if isinstance(data.get("sweep"), dict):
+        data["sweep"] = flatten_sweep_table(data["sweep"])
 
     task_raw = data.pop("task", None)
     task: Task | None = None
@@ -250,21 +314,29 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
         problems += [p for p in _problems(exc) if not p.startswith("task")]
         raise ProtocolError(source, problems) from None
     proto = skeleton.model_copy(update={"source": source, "text": text, "overrides": overrides})
+    proto._raw = raw
 
-    try:
-        cls = get_driver(proto.device.driver)
-    except (KeyError, TypeError) as exc:
-        problems.append(f"device.driver: {exc.args[0]}")
-        cls = None
-    if cls is not None and task is not None:
+    groups: dict[str, str] = {}
+    for key, dev in _device_keys(proto):
+        if dev.group in groups:
+            problems.append(f"{key}.name: device group {dev.group!r} is also {groups[dev.group]}'s; give each "
+                            f"device its own name")
+        groups.setdefault(dev.group, key)
         try:
-            params = cls.Params.model_validate(proto.device_params())
+            cls = get_driver(dev.driver)
+        except (KeyError, TypeError) as exc:
+            problems.append(f"{key}.driver: {exc.args[0]}")
+            continue
+        if task is None:
+            continue
+        try:
+            params = cls.Params.model_validate(proto.device_params(dev))
         except ValidationError as exc:
-            problems += _problems(exc, "device.params")
+            problems += _problems(exc, f"{key}.params")
         else:
             n_in = getattr(params, "n_inputs", task.n_inputs)
             if n_in != task.n_inputs:
-                problems.append(f"device.params.n_inputs: task {task.name!r} has {task.n_inputs} input(s) "
+                problems.append(f"{key}.params.n_inputs: task {task.name!r} has {task.n_inputs} input(s) "
                                 f"(got {n_in})")
     problems += _check_readouts(proto.readouts)
     if task is not None:
@@ -288,7 +360,33 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
                          f"is scored row by row)" for i, ro in enumerate(proto.readouts) if ro.pool is not None]
     if problems:
         raise ProtocolError(source, problems)
+    if proto.sweep is not None:
+        _check_sweep(proto)
     return proto
+
+
+def _device_keys(proto: Protocol) -> list[tuple[str, DeviceSection]]:
+    """(dotted key, section) of every device, as the user wrote them."""
+    if proto.device is not None:
+        return [("device", proto.device)]
+    return [(f"devices[{i}]", d) for i, d in enumerate(proto.devices)]
+
+
+def _check_sweep(proto: Protocol) -> None:
+    """Every trial of the sweep must be a valid protocol, and the ranking metric must exist."""
+    from .sweeper import trial_protocols
+
+    sweep = proto.sweep
+    problems = []
+    if len(proto.all_devices) != 1:
+        problems.append(f"sweep: a sweep varies one device (the protocol has {len(proto.all_devices)})")
+    labels = [ro.label for ro in proto.readouts]
+    readout, metric, _ = sweep.ranking(labels[0] if labels else "ridge", proto.task.primary_metric)
+    if readout not in labels:
+        problems.append(f"sweep.metric: no readout {readout!r} to rank by (readouts: {', '.join(labels)})")
+    if problems:
+        raise ProtocolError(proto.source, problems)
+    trial_protocols(proto)
 
 
 def _placeholder() -> Task:
@@ -352,6 +450,11 @@ def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) 
         raise ProtocolError(source, ["no such file"]) from None
     except OSError as exc:
         raise ProtocolError(source, [f"cannot read: {exc.strerror}"]) from None
+    return from_text(text, source=source, overrides=overrides)
+
+
+def from_text(text: str, *, source: str = "<text>", overrides: dict[str, Any] | None = None) -> Protocol:
+    """Validate a protocol given as TOML text (e.g. the copy kept in a run store)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

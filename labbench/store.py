@@ -135,6 +135,23 @@ class RunStore:
         self._root.attrs.update(_jsonable(attrs))
         self._devices: dict[str, _DeviceWriter] = {}
 
+    @classmethod
+    def reopen(cls, path: str | os.PathLike[str]) -> RunStore:
+        """Become the writer of an existing (aborted or failed) store again, to append to it.
+
+        Each device resumes at its ``committed`` row; raw-stream rows written past the last
+        committed block (a writer killed between the two) are cut off, so the store is
+        exactly as a reader saw it.
+        """
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self._root = zarr.open_group(str(self.path), mode="r+")
+        if self._root.attrs.get("kind") != "labbench.run":
+            raise StoreError(f"{self.path}: not a labbench run store")
+        self._devices = {name: _DeviceWriter.reopen(g) for name, g in self._root.groups()}
+        self._root.attrs.update(_jsonable({"writer_pid": os.getpid(), "host": platform.node()}))
+        return self
+
     # -- devices --------------------------------------------------------------------------
     def add_device(
         self,
@@ -204,6 +221,9 @@ class RunStore:
     def set_attrs(self, **attrs: Any) -> None:
         self._root.attrs.update(_jsonable(attrs))
 
+    def set_device_attrs(self, device: str, **attrs: Any) -> None:
+        self._devices[device].group.attrs.update(_jsonable(attrs))
+
     # -- end of a run -------------------------------------------------------------------------
     def finish(self, status: str, error: str | None = None) -> None:
         """Mark the run ``complete``, ``aborted`` or ``failed``; trims arrays to ``committed``."""
@@ -225,6 +245,27 @@ class _DeviceWriter:
         self.committed = 0
         self.n_blocks = 0
         self._raw: dict[str, dict[str, zarr.Array]] = {}
+
+    @classmethod
+    def reopen(cls, group: zarr.Group) -> _DeviceWriter:
+        """The writer of an existing device group, positioned at its ``committed`` row."""
+        arrays = {key: group[key] for key in ("inputs", "features", "targets", "phase", "sequence") if key in group}
+        self = cls(group, arrays, int(group.attrs["chunk_rows"]))
+        self.committed = int(group.attrs.get("committed", 0))
+        self.n_blocks = int(group.attrs.get("blocks", 0))
+        if "raw" in group:
+            for stream, g in group["raw"].groups():
+                cols = {name: arr for name, arr in g.arrays()}
+                offsets = cols["offsets"]
+                keep_blocks = min(self.n_blocks, offsets.shape[0])
+                keep = int(offsets[keep_blocks - 1]) if keep_blocks else 0
+                offsets.resize((keep_blocks,))
+                for name, arr in cols.items():
+                    if name != "offsets" and arr.shape[0] != keep:
+                        arr.resize((keep,))
+                self._raw[stream] = cols
+        group.attrs.update({"stream_done": False})
+        return self
 
     def _ensure_rows(self, arr: zarr.Array, rows: int) -> None:
         if arr.shape[0] < rows:

@@ -56,16 +56,18 @@ def test_free_run_predictions_are_stored(ray_session, store_root):
     assert g["free_run"].shape == (4, 20, 1) and g["free_run_starts"].shape == (4,)
 
 
-def test_failing_driver_marks_store_failed_and_keeps_blocks(ray_session, store_root):
+def test_a_driver_that_raises_on_its_third_block_aborts_the_run_and_keeps_two_blocks(ray_session, store_root):
     proto = from_dict(small_protocol(device={"driver": "faulty_driver:FaultyReservoir", "name": "rig",
-                                             "params": {"fail_at_block": 3}}))
-    with pytest.raises(Exception, match="sensor on fire"):
+                                             "params": {"fail_at_block": 2}}))
+    t0 = time.monotonic()
+    with pytest.raises(lb.DeviceDown, match="device 'rig' failed on rows 128–192: RuntimeError: sensor on fire"):
         lb.run(proto, store_root=store_root, progress=False)
+    assert time.monotonic() - t0 < 30
     (path,) = store_root.iterdir()
     r = lb.open_run(path)
-    assert r.status == "failed" and "sensor on fire" in r.attrs["error"]
-    assert r.committed("rig") == 3 * 64
-    assert r.read("rig")["features"].shape == (192, 3)
+    assert r.status == "aborted" and "sensor on fire" in r.attrs["error"]
+    assert r.committed("rig") == 2 * 64
+    np.testing.assert_array_equal(r.read("rig")["features"][:, 0], r.read("rig")["inputs"][:, 0])
 
 
 def test_cli_run_and_show(ray_session, store_root, tmp_path, capsys):

@@ -1,0 +1,225 @@
+"""Runs a sweep: every trial as a Ray task, gathered into one sweep store as trials finish.
+
+Trials fan out across whatever Ray cluster is connected (a task per trial, each asking for
+its device's CPUs and custom resources), at most ``concurrency`` at a time (default: as
+many as the cluster's CPUs hold). This process is the store's only writer: each finished
+trial becomes a group ``trial-NNNN`` with its parameters, metrics, learning curves and
+timings, and the root's ``summary`` (every trial, sorted by the ranking metric) and
+``best`` are rewritten, so an interrupted sweep keeps every finished trial and its ranking.
+
+Store layout::
+
+    <sweep>.zarr          attrs: kind = "labbench.sweep", protocol text, sweep, status,
+                                 ranking {readout, metric, maximise}, summary, best, trials
+      trial-0000/         attrs: index, params, status, metrics, history, timings, warnings,
+                                 node_id, error
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zarr
+
+from .protocol import Protocol, from_dict, load
+from .store import _jsonable, new_run_path, now_iso
+from .sweep import trials as make_trials
+
+__all__ = ["Sweep", "SweepStore", "read_sweep", "run_sweep", "trial_protocols"]
+
+
+@dataclass
+class Sweep:
+    """The outcome of a sweep.
+
+    Attributes
+    ----------
+    store : Path
+        The sweep store.
+    status : str
+        ``complete`` (every trial ran; some may have failed, see ``summary``).
+    summary : list of dict
+        One row per trial: ``trial``, ``status``, the swept parameters and the ranking
+        metric, best first (failed trials last).
+    best : dict or None
+        The best trial's row.
+    """
+
+    store: Path
+    status: str
+    summary: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def trial_protocols(proto: Protocol) -> list[tuple[dict[str, Any], Protocol]]:
+    """Every trial's overrides and validated protocol (raises ProtocolError naming the key)."""
+    from .protocol import ProtocolError, sweep_base
+
+    base, source = sweep_base(proto)
+    # the sweep's own settings (also when given with --set sweep.*) are not part of a trial
+    fixed = {k: v for k, v in proto.overrides.items() if k != "sweep" and not k.startswith("sweep.")}
+    out = []
+    for i, params in enumerate(make_trials(proto.sweep)):
+        try:
+            trial = from_dict(base, source=source, text=proto.text, overrides={**fixed, **params})
+        except ProtocolError as exc:
+            problems = []
+            for line in exc.problems:
+                key = next((k for k in params if line.startswith(k + ":") or line.startswith(k + ".")
+                            or line.startswith(k.rsplit(".", 1)[0] + ":")), None)
+                problems.append(f'sweep."{key}": trial {i} ({key} = {params[key]!r}): {line}' if key
+                                else f"sweep: trial {i} {params}: {line}")
+            raise ProtocolError(source, problems) from None
+        out.append((params, trial))
+    return out
+
+
+class SweepStore:
+    """The single writer of a sweep store."""
+
+    def __init__(self, path: str | os.PathLike[str], proto: Protocol, ranking: tuple[str, str, bool],
+                 n_trials: int) -> None:
+        from . import __version__
+        from .store import _versions
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._root = zarr.open_group(str(self.path), mode="w-")
+        readout, metric, maximise = ranking
+        self.ranking = {"readout": readout, "metric": metric, "maximise": maximise}
+        self._rows: list[dict[str, Any]] = []
+        self._root.attrs.update(_jsonable({
+            "labbench_version": __version__, "kind": "labbench.sweep", "protocol_name": proto.protocol.name,
+            "protocol_text": proto.text, "protocol_source": proto.source, "overrides": proto.overrides,
+            "sweep": proto.sweep.model_dump(mode="json"), "ranking": self.ranking, "n_trials": n_trials,
+            "versions": _versions(), "started": now_iso(), "ended": None, "status": "running", "error": None,
+            "summary": [], "best": None, "writer_pid": os.getpid()}))
+
+    def add_trial(self, index: int, params: dict[str, Any], *, status: str, result: Any = None,
+                  error: str | None = None) -> dict[str, Any]:
+        """Write one finished trial and re-rank the summary; returns its summary row."""
+        g = self._root.create_group(f"trial-{index:04d}")
+        attrs: dict[str, Any] = {"index": index, "params": params, "status": status, "error": error}
+        value = None
+        if result is not None:
+            attrs.update(metrics=result.metrics, history=result.history, timings=result.timings,
+                         warnings=result.warnings, node_id=result.node_id)
+            value = (result.metrics.get(self.ranking["readout"]) or {}).get(self.ranking["metric"])
+        g.attrs.update(_jsonable(attrs))
+        row = {"trial": index, "status": status, **params, self.ranking["metric"]: value}
+        self._rows.append(row)
+        summary = rank(self._rows, self.ranking["metric"], self.ranking["maximise"])
+        ok = [r for r in summary if r["status"] == "complete" and r[self.ranking["metric"]] is not None]
+        self._root.attrs.update(_jsonable({"summary": summary, "best": ok[0] if ok else None}))
+        return row
+
+    def set_attrs(self, **attrs: Any) -> None:
+        self._root.attrs.update(_jsonable(attrs))
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self._root.attrs.update(_jsonable({"status": status, "error": error, "ended": now_iso()}))
+
+    @property
+    def summary(self) -> list[dict[str, Any]]:
+        return rank(self._rows, self.ranking["metric"], self.ranking["maximise"])
+
+
+def rank(rows: list[dict[str, Any]], metric: str, maximise: bool) -> list[dict[str, Any]]:
+    """Rows sorted best first; failed trials and missing or NaN values last."""
+    def key(r: dict[str, Any]) -> tuple[int, float]:
+        v = r.get(metric)
+        if r.get("status") != "complete" or v is None or v != v:
+            return (1, 0.0)
+        return (0, -v if maximise else v)
+
+    return sorted(rows, key=key)
+
+
+def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any] | list[str] | None = None,  # noqa: A002
+              address: str | None = None, store_root: str | os.PathLike[str] | None = None,
+              progress: bool = True, console: Any = None) -> Sweep:
+    """Run every trial of the protocol's ``[sweep]`` and gather them into one store.
+
+    Every trial is validated before the first one starts (a bad key, an empty grid or a
+    budget of 0 raises :class:`~labbench.protocol.ProtocolError` and creates no store).
+    A trial that raises is recorded as ``failed`` with its error and the sweep goes on;
+    Ctrl-C cancels the trials still running, marks the store ``aborted`` and re-raises.
+    """
+    import ray
+
+    from .bench import _ProgressBar, ensure_ray
+    from .trial import run_trial
+
+    proto = protocol if isinstance(protocol, Protocol) else load(protocol, overrides=set)
+    if proto.sweep is None:
+        raise ValueError(f"protocol {proto.protocol.name!r} has no [sweep] table")
+    planned = trial_protocols(proto)          # every trial validated before anything starts
+    first = proto.readouts[0].label if proto.readouts else "ridge"
+    ranking = proto.sweep.ranking(first, proto.task.primary_metric)
+    timings = {"ray_startup_s": ensure_ray(address)}
+    dev = proto.all_devices[0]
+    cpus = dev.num_cpus if dev.num_cpus is not None else 1.0
+    options = {"num_cpus": cpus, "resources": dict(dev.resources) or None, "max_retries": 0}
+    remote = ray.remote(run_trial).options(**{k: v for k, v in options.items() if v is not None})
+    concurrency = proto.sweep.concurrency or max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
+
+    root = Path(store_root if store_root is not None else proto.store.root)
+    store = SweepStore(new_run_path(root, proto.protocol.name + "-sweep"), proto, ranking, len(planned))
+    store.set_attrs(trials=[params for params, _ in planned], concurrency=concurrency)
+    t0 = time.perf_counter()
+    running: dict[Any, int] = {}
+    nxt = 0
+    bar = _ProgressBar(len(planned), f"sweep {proto.protocol.name}", enabled=progress, console=console,
+                       unit="trials")
+    try:
+        with bar:
+            while nxt < len(planned) or running:
+                while nxt < len(planned) and len(running) < concurrency:
+                    running[remote.remote(planned[nxt][1])] = nxt
+                    nxt += 1
+                done, _ = ray.wait(list(running), num_returns=1)
+                index = running.pop(done[0])
+                params = planned[index][0]
+                try:
+                    result = ray.get(done[0])
+                except ray.exceptions.RayError as exc:
+                    cause = getattr(exc, "cause", None) or exc
+                    text = "".join(traceback.format_exception_only(type(cause), cause)).strip()
+                    store.add_trial(index, params, status="failed", error=text)
+                else:
+                    store.add_trial(index, params, status="complete", result=result)
+                bar.advance(1)
+        timings["sweep_s"] = time.perf_counter() - t0
+        store.set_attrs(timings=timings)
+        store.finish("complete")
+    except KeyboardInterrupt:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        store.finish("aborted", f"interrupted by the user (SIGINT) after {len(store.summary)} of "
+                                f"{len(planned)} trials")
+        raise
+    except BaseException as exc:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        store.finish("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
+        raise
+    summary = store.summary
+    best = next((r for r in summary if r["status"] == "complete" and r.get(ranking[1]) is not None), None)
+    return Sweep(store=store.path, status="complete", summary=summary, best=best, timings=timings)
+
+
+def read_sweep(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The root attributes of a sweep store, or None when ``path`` is not one."""
+    try:
+        root = zarr.open_group(str(path), mode="r")
+    except Exception:
+        return None
+    attrs = dict(root.attrs)
+    return attrs if attrs.get("kind") == "labbench.sweep" else None
+
