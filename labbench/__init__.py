@@ -37,6 +37,13 @@ def sweep(protocol, **kwargs):
     return run_sweep(protocol, **kwargs)
 
 
+def store_error():
+    """The exception class for unusable stores (:class:`labbench.store.StoreError`)."""
+    from .store import StoreError
+
+    return StoreError
+
+
 def __getattr__(name):
     if name == "DeviceDown":
         from .bench import DeviceDown

@@ -25,7 +25,7 @@ import numpy as np
 
 from .evaluation import evaluate
 from .live import TrainResult
-from .protocol import DeviceSection, Protocol, from_text, load
+from .protocol import DeviceSection, Protocol, from_dict, from_text, load
 from .reservoir import get_driver
 from .store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso
 
@@ -87,6 +87,9 @@ def ensure_ray(address: str | None = None) -> float:
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
                               "configure_logging": True, "log_to_driver": True}
     if address is None:
+        # the embedded default: always a fresh local Ray of our own, never a cluster that a
+        # `ray start` on this machine happens to have left running (join one with --address)
+        address = "local"
         kwargs["object_store_memory"] = 512 * 1024**2
         kwargs["_node_ip_address"] = "127.0.0.1"
     ray.init(address=address, **kwargs)
@@ -166,8 +169,7 @@ def resume(store: str | os.PathLike[str], *, address: str | None = None, progres
     if status == "running":
         raise StoreError(f"{reader.path}: the run is still marked running (writer pid {attrs.get('writer_pid')} on "
                          f"{attrs.get('host')}); resume only an aborted or failed run")
-    proto = from_text(attrs.get("protocol_text") or "", source=attrs.get("protocol_source") or str(reader.path),
-                      overrides=attrs.get("overrides") or {})
+    proto = stored_protocol(attrs, reader.path)
     for dev in proto.all_devices:
         cls = get_driver(dev.driver)
         if not cls.deterministic:
@@ -175,6 +177,15 @@ def resume(store: str | os.PathLike[str], *, address: str | None = None, progres
                              f"cannot be rebuilt from the stored inputs, so the run cannot be resumed")
     return _Execution(proto, address=address, store_root=reader.path.parent, progress=progress, console=console,
                       resume_path=reader.path).run()
+
+
+def stored_protocol(attrs: dict[str, Any], path: str | os.PathLike[str]) -> Protocol:
+    """The protocol a run store was written by, rebuilt from its attributes."""
+    source = attrs.get("protocol_source") or str(path)
+    if attrs.get("protocol_table"):
+        return from_dict(attrs["protocol_table"], source=source, text=attrs.get("protocol_text") or "",
+                         overrides=attrs.get("overrides") or {})
+    return from_text(attrs.get("protocol_text") or "", source=source, overrides=attrs.get("overrides") or {})
 
 
 class DeviceDown(RuntimeError):
@@ -358,7 +369,8 @@ class _Execution:
             return store
         store = RunStore(new_run_path(self.store_root, p.protocol.name), p.text, {
             "protocol_name": p.protocol.name, "protocol_source": p.source, "overrides": p.overrides,
-            "protocol": p.resolved(), "seed": p.protocol.seed, "ray_address": self.address or "local",
+            "protocol": p.resolved(), "protocol_table": p.table(), "seed": p.protocol.seed,
+            "ray_address": self.address or "local",
             "device_node_id": streams[0].info["node_id"],
             "devices": [s.group for s in streams]})
         for s in streams:

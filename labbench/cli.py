@@ -63,12 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from . import bench
-    from .protocol import from_text
     from .store import RunReader
 
-    attrs = RunReader(args.store).attrs
-    proto = from_text(attrs.get("protocol_text") or "", source=attrs.get("protocol_source") or str(args.store),
-                      overrides=attrs.get("overrides") or {})
+    proto = bench.stored_protocol(RunReader(args.store).attrs, args.store)
     result = bench.resume(args.store, address=args.address, progress=not args.quiet, console=_console(stderr=True))
     return _report_run(args, proto, result, _console())
 

@@ -203,6 +203,23 @@ class Protocol(_Section):
         out["readouts"] = [r.describe() for r in self.readouts]
         return out
 
+    def table(self) -> dict[str, Any]:
+        """The protocol as the nested dict it was validated from, before overrides (JSON-able).
+
+        With :attr:`overrides`, :func:`from_dict` rebuilds the same protocol from it; the
+        run store keeps it so that ``labbench resume`` works for protocols built in Python.
+        """
+        import copy
+
+        if self._raw:
+            return copy.deepcopy(self._raw)
+        out = self.model_dump(mode="json", exclude={"text", "source", "overrides", "task"}, exclude_none=True)
+        out["task"] = self.task.model_dump(mode="json")
+        out["readouts"] = [ro.describe() for ro in self.readouts]
+        if not out.get("devices"):
+            out.pop("devices", None)
+        return out
+
     def describe_devices(self) -> str:
         """``"esn"`` or ``"esn, lsm, culture (mea)"``: the devices as people read them."""
         return ", ".join(d.driver if d.group == d.driver else f"{d.group} ({d.driver})" for d in self.all_devices)
@@ -210,10 +227,7 @@ class Protocol(_Section):
 
 def sweep_base(proto: Protocol) -> tuple[dict[str, Any], str]:
     """The protocol's parsed table without its ``[sweep]`` (what each trial overrides)."""
-    import copy
-
-    base = copy.deepcopy(proto._raw) if proto._raw else proto.model_dump(
-        mode="json", exclude={"text", "source", "overrides", "sweep"})
+    base = proto.table()
     base.pop("sweep", None)
     return base, proto.source
 

@@ -47,3 +47,47 @@ class FaultyReservoir(Reservoir):
 
     def describe(self) -> dict:
         return {"driver": "faulty", "params": self.params.model_dump()}
+
+
+# -- an echo-state network whose process dies, or whose driver raises, once ---------------
+from labbench.drivers.esn import EchoStateNetwork  # noqa: E402
+from labbench.drivers.esn.driver import ESNParams  # noqa: E402
+
+
+class CrashingESNParams(ESNParams):
+    crash_at_block: int = -1      # block (0-based, counted since open) at which to crash; -1: never
+    how: str = "sigkill"          # "sigkill": the worker process kills itself; "raise": the driver raises
+    once_marker: str = ""         # crash only if this file does not exist yet (then create it); "": every time
+
+
+class CrashingESN(EchoStateNetwork):
+    """A real ESN (deterministic, so the bench can replay it) whose worker dies mid-run.
+
+    ``how = "sigkill"`` sends SIGKILL to its own process, as the OOM killer or an unplugged
+    machine would; the parameters are excluded from the features, which equal a plain ESN's.
+    """
+
+    Params = CrashingESNParams
+
+    def __init__(self, **params: Any) -> None:
+        crash = {k: params.pop(k) for k in ("crash_at_block", "how", "once_marker") if k in params}
+        super().__init__(**params)
+        self.crash = CrashingESNParams(**params, **crash)
+        self.blocks = 0
+
+    def run(self, u: np.ndarray):
+        import os
+        import signal
+        from pathlib import Path
+
+        c = self.crash
+        if len(u) and self.blocks == c.crash_at_block:
+            marker = Path(c.once_marker) if c.once_marker else None
+            if marker is None or not marker.exists():
+                if marker is not None:
+                    marker.write_text("crashed once")
+                if c.how == "sigkill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                raise RuntimeError(f"amplifier saturated at block {self.blocks}")
+        self.blocks += bool(len(u))
+        return super().run(u)
