@@ -141,3 +141,44 @@ def test_ctrl_c_aborts_the_run_keeps_committed_blocks_and_exits_non_zero(tmp_pat
     assert n >= 150 and n % 50 == 0
     data = r.read("rig")
     np.testing.assert_array_equal(data["features"][:, 0], data["inputs"][:, 0])   # every kept block is whole
+
+
+SLOW_SWEEP = SLOW + """
+[sweep]
+concurrency = 1
+"device.params.delay_s" = [0.01, 0.011, 0.012, 0.013, 0.014, 0.015]
+"""
+
+
+def test_ctrl_c_on_a_sweep_keeps_the_finished_trials(tmp_path):
+    proto = tmp_path / "sweep.toml"
+    proto.write_text(SLOW_SWEEP.format().replace("train = 4000", "train = 400").replace("test = 950", "test = 50"))
+    root = tmp_path / "runs"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen([sys.executable, "-m", "labbench.cli", "run", str(proto), "--quiet",
+                             "--store-root", str(root)], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "no trial finished"
+            stores = list(root.glob("*.zarr")) if root.exists() else []
+            if stores and (stores[0] / "trial-0000").exists():
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130, err
+    root_group = zarr.open_group(str(stores[0]), mode="r")
+    attrs = root_group.attrs
+    assert attrs["status"] == "aborted" and "SIGINT" in attrs["error"]
+    kept = sorted(name for name, _ in root_group.groups())
+    assert 1 <= len(kept) < 6 and len(attrs["summary"]) == len(kept)
+    assert all(root_group[k].attrs["status"] == "complete" for k in kept)

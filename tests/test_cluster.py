@@ -1,0 +1,129 @@
+"""Placement on a Ray cluster: pinned hardware, spreading software, missing resources.
+
+The two-node part runs ``tests/cluster_check.py`` in a subprocess: it starts its own
+``ray.cluster_utils.Cluster`` on 127.0.0.1 (a 1-CPU head and a 2-CPU node holding the
+custom resource ``device:rig-1``), so the session's shared Ray (``ray_session``) is not
+disturbed. Placement is checked through Ray's node ids as the run and sweep stores record
+them (``node_id`` of each device group and each trial group).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import labbench as lb
+from conftest import small_protocol
+from labbench.bench import RAY_ENV
+from labbench.protocol import from_dict
+
+SCRIPT = Path(__file__).with_name("cluster_check.py")
+RIG = "device:rig-1"
+
+
+@pytest.fixture(scope="module")
+def cluster_report(tmp_path_factory) -> dict:
+    """Run cluster_check.py once (≈ 40 s on 2 cores) and return its JSON report."""
+    cwd = tmp_path_factory.mktemp("cluster")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_ENV)
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--keep", str(cwd / "stores")], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)   # the script and every Ray process its cluster started
+        out, err = proc.communicate()
+        pytest.fail(f"cluster_check.py did not finish in 180 s\n--- stdout\n{out}\n--- stderr\n{err[-6000:]}")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)   # stragglers of that cluster only (its own process group)
+        except ProcessLookupError:
+            pass
+    if proc.returncode != 0:
+        pytest.fail(f"cluster_check.py exited {proc.returncode}\n--- stdout\n{out}\n--- stderr\n{err[-6000:]}")
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    assert lines, f"no JSON report on stdout\n--- stdout\n{out}\n--- stderr\n{err[-6000:]}"
+    return json.loads(lines[-1])
+
+
+def test_the_loopback_cluster_has_a_head_and_a_rig_node(cluster_report):
+    r = cluster_report
+    nodes = {n["node_id"]: n for n in r["nodes"]}
+    assert len(nodes) == 2
+    assert all(n["ip"] == "127.0.0.1" for n in nodes.values())     # loopback only
+    (rig,) = [nid for nid, n in nodes.items() if RIG in n["custom"]]
+    assert rig == r["rig_node_id"] != r["head_node_id"]
+    assert r["driver_node_id"] == r["head_node_id"]                # the writer runs on the head
+    assert nodes[r["head_node_id"]]["cpus"] == 1 and nodes[rig]["cpus"] == 2
+
+
+def test_the_pinned_device_runs_on_the_node_holding_its_resource(cluster_report):
+    r = cluster_report
+    run = r["run"]
+    devices = run["devices"]
+    assert run["status"] == "complete"
+    assert set(devices) == {"rig", "soft", "identity"}
+    assert all(d["committed"] == 600 for d in devices.values())
+    assert devices["rig"]["resources"] == {RIG: 1.0}
+    # the device actor's own Ray node id, as the store recorded it
+    assert devices["rig"]["node_id"] == r["rig_node_id"]
+    assert run["store_device_node_id"] == r["rig_node_id"]
+    # only the pinned device asks for the rig, and no device that asks for it is anywhere else
+    pinned = [g for g, d in devices.items() if d["resources"]]
+    assert pinned == ["rig"]
+    assert all(devices[g]["node_id"] == r["rig_node_id"] for g in pinned)
+    # no node holds more one-CPU device actors than it has CPUs (head 1, rig 2)
+    per_node = Counter(d["node_id"] for d in devices.values())
+    assert per_node[r["head_node_id"]] <= 1 and per_node[r["rig_node_id"]] <= 2
+    assert set(per_node) <= {r["head_node_id"], r["rig_node_id"]}
+    assert len({d["pid"] for d in devices.values()}) == 3          # one actor process per device
+    for group in ("rig", "soft"):
+        assert run["metrics"][f"{group}/ridge"]["nrmse"] < 0.7        # the ESNs learnt something
+
+
+def test_software_devices_spread_over_the_cluster(cluster_report):
+    r = cluster_report
+    devices = r["run"]["devices"]
+    unpinned = {g: d["node_id"] for g, d in devices.items() if not d["resources"]}
+    assert set(unpinned) == {"soft", "identity"}
+    # each asks for one CPU and the head has one: they cannot both run there
+    assert set(unpinned.values()) == {r["head_node_id"], r["rig_node_id"]}
+
+
+def test_sweep_trials_spread_and_pinned_trials_stay_on_the_rig(cluster_report):
+    r = cluster_report
+    sweep = r["sweep"]
+    assert sweep["status"] == "complete"
+    assert [t["status"] for t in sweep["trials"]] == ["complete"] * 4, sweep["trials"]
+    nodes = {t["node_id"] for t in sweep["trials"]}
+    # three trials at once on three CPUs, of which the head has one
+    assert nodes == {r["head_node_id"], r["rig_node_id"]}
+
+    pinned = r["pinned_sweep"]
+    assert pinned["status"] == "complete"
+    assert [t["status"] for t in pinned["trials"]] == ["complete"] * 2, pinned["trials"]
+    assert {t["node_id"] for t in pinned["trials"]} == {r["rig_node_id"]}
+
+
+def test_a_device_needing_a_resource_no_node_has_fails_at_once(ray_session, store_root):
+    proto = from_dict(small_protocol(
+        device=None,
+        devices=[{"driver": "esn", "name": "soft", "params": {"units": 20}},
+                 {"driver": "esn", "name": "mea", "params": {"units": 20}, "resources": {"device:mea-rig-9": 1},
+                  "timeout_s": 120}]))
+    t0 = time.monotonic()
+    with pytest.raises(lb.DeviceDown, match=r"device 'mea' needs resource 'device:mea-rig-9', which no node "
+                                            r"of the cluster has") as info:
+        lb.run(proto, store_root=store_root, progress=False)
+    assert time.monotonic() - t0 < 10                    # at once, not after timeout_s = 120
+    assert "ray start --resources" in str(info.value)    # and it says how to provide it
+    assert list(store_root.iterdir()) == []              # nothing ran, so no store
