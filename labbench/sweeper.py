@@ -104,20 +104,25 @@ class SweepStore:
     def add_trial(self, index: int, params: dict[str, Any], *, status: str, result: Any = None,
                   error: str | None = None) -> dict[str, Any]:
         """Write one finished trial and re-rank the summary; returns its summary row."""
-        g = self._root.create_group(f"trial-{index:04d}")
         attrs: dict[str, Any] = {"index": index, "params": params, "status": status, "error": error}
         value = None
         if result is not None:
             attrs.update(metrics=result.metrics, history=result.history, timings=result.timings,
                          warnings=result.warnings, node_id=result.node_id)
             value = (result.metrics.get(self.ranking["readout"]) or {}).get(self.ranking["metric"])
-        g.attrs.update(_jsonable(attrs))
         row = {"trial": index, "status": status, **params, self.ranking["metric"]: value}
         self._rows.append(row)
-        summary = rank(self._rows, self.ranking["metric"], self.ranking["maximise"])
-        ok = [r for r in summary if r["status"] == "complete" and r[self.ranking["metric"]] is not None]
-        self._root.attrs.update(_jsonable({"summary": summary, "best": ok[0] if ok else None}))
+        # the group is born with its attributes: a reader never sees a trial without them
+        self._root.create_group(f"trial-{index:04d}", attributes=_jsonable(attrs))
+        self.write_summary()
         return row
+
+    def write_summary(self) -> None:
+        """Rewrite the ranked ``summary`` and ``best`` from every trial recorded so far."""
+        summary = self.summary
+        metric = self.ranking["metric"]
+        ok = [r for r in summary if r["status"] == "complete" and r[metric] is not None and r[metric] == r[metric]]
+        self._root.attrs.update(_jsonable({"summary": summary, "best": ok[0] if ok else None}))
 
     def set_attrs(self, **attrs: Any) -> None:
         self._root.attrs.update(_jsonable(attrs))
@@ -201,6 +206,7 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
     except KeyboardInterrupt:
         for ref in running:
             ray.cancel(ref, force=True)
+        store.write_summary()
         store.finish("aborted", f"interrupted by the user (SIGINT) after {len(store.summary)} of "
                                 f"{len(planned)} trials")
         raise

@@ -165,7 +165,8 @@ def test_ctrl_c_on_a_sweep_keeps_the_finished_trials(tmp_path):
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "no trial finished"
             stores = list(root.glob("*.zarr")) if root.exists() else []
-            if stores and (stores[0] / "trial-0000").exists():
+            if stores and (stores[0] / "zarr.json").exists() and \
+                    zarr.open_group(str(stores[0]), mode="r").attrs.get("summary"):
                 break
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
