@@ -12,6 +12,7 @@ device actor.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import resource
 import time
@@ -27,7 +28,7 @@ from .evaluation import evaluate
 from .live import TrainResult
 from .protocol import DeviceSection, Protocol, from_dict, from_text, load
 from .reservoir import get_driver
-from .store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso
+from .store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
 
 #: environment that keeps Ray quiet, local and on loopback (see shared/PLATFORM.md)
 RAY_ENV = {
@@ -76,12 +77,13 @@ class Run:
 
 def ensure_ray(address: str | None = None) -> float:
     """Start local Ray (no dashboard, quiet) or join ``address``; returns seconds spent."""
+    # before `import ray`: Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when it is imported
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
     import ray
 
     if ray.is_initialized():
         return 0.0
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
     address = address or os.environ.get("RAY_ADDRESS") or None
     t0 = time.perf_counter()
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
@@ -167,8 +169,11 @@ def resume(store: str | os.PathLike[str], *, address: str | None = None, progres
     if status == "complete":
         raise StoreError(f"{reader.path}: the run is complete; nothing to resume")
     if status == "running":
-        raise StoreError(f"{reader.path}: the run is still marked running (writer pid {attrs.get('writer_pid')} on "
-                         f"{attrs.get('host')}); resume only an aborted or failed run")
+        if not writer_is_dead(attrs):
+            raise StoreError(f"{reader.path}: the run is still running (writer pid {attrs.get('writer_pid')} on "
+                             f"{attrs.get('host')}); resume only an aborted or failed run, or one whose writer "
+                             f"died")
+        # the writer was killed (SIGKILL, power cut): the store is as it left it, every committed row intact
     proto = stored_protocol(attrs, reader.path)
     for dev in proto.all_devices:
         cls = get_driver(dev.driver)
@@ -511,24 +516,58 @@ class _Execution:
 
 
 def _device_cpus(devices: list[DeviceSection]) -> list[float]:
-    """CPUs each device actor asks for: its ``num_cpus``, else 1, or an equal share of the
-    cluster's CPUs when there are more devices than CPUs (so they all start at once).
+    """CPUs each device actor asks for: its ``num_cpus``, else 1, or an equal share small
+    enough that every device fits on the cluster's nodes at once.
 
-    Raises DeviceDown at once when a device needs a custom resource no node has.
+    Raises DeviceDown at once when the devices need custom resources the cluster lacks.
     """
     import ray
 
-    available = ray.cluster_resources()
-    for dev in devices:
-        missing = [k for k in dev.resources if available.get(k, 0) < dev.resources[k]]
-        if missing:
-            have = sorted(k for k in available if ":" in k) or ["none"]
-            raise DeviceDown(f"device {dev.group!r} needs resource {missing[0]!r}, which no node of the cluster "
-                             f"has (custom resources: {', '.join(have)}); start the node that holds it with "
-                             f"ray start --resources '{{\"{missing[0]}\": 1}}' (docs/cluster.md)")
+    check_resources(devices)
     free = [d for d in devices if d.num_cpus is None]
-    share = min(1.0, float(available.get("CPU", 1)) / len(free)) if free else 1.0
+    nodes = [float(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    share = _fair_share(nodes, len(free)) if free else 1.0
     return [d.num_cpus if d.num_cpus is not None else share for d in devices]
+
+
+def _fair_share(node_cpus: list[float], n: int) -> float:
+    """Largest share ``s <= 1`` of a CPU such that ``n`` actors of ``s`` CPUs fit on the nodes.
+
+    Actors cannot straddle nodes, so the share is ``c / k`` for some node's ``c`` CPUs and
+    ``k`` actors on it; the best is the largest such value with ``sum(floor(c_i / s)) >= n``.
+    """
+    cpus = [c for c in node_cpus if c > 0]
+    if n <= 0 or not cpus:
+        return 1.0
+    candidates = sorted({min(1.0, c / k) for c in cpus for k in range(1, n + 1)}, reverse=True)
+    for s in candidates:
+        if sum(math.floor(c / s + 1e-9) for c in cpus) >= n:
+            return s
+    return min(cpus) / n
+
+
+def check_resources(devices: list[DeviceSection]) -> None:
+    """DeviceDown, before anything starts, if the devices together need more of a custom
+    resource (e.g. ``device:rig-1``) than the cluster has."""
+    import ray
+
+    available = ray.cluster_resources()
+    demand: dict[str, float] = {}
+    for dev in devices:
+        for key, amount in dev.resources.items():
+            demand[key] = demand.get(key, 0.0) + float(amount)
+    for key, amount in demand.items():
+        have = float(available.get(key, 0.0))
+        if have >= amount:
+            continue
+        users = [d.group for d in devices if key in d.resources]
+        custom = sorted(k for k in available if ":" in k and not k.startswith("node:")) or ["none"]
+        if have == 0:
+            raise DeviceDown(f"device {users[0]!r} needs resource {key!r}, which no node of the cluster has "
+                             f"(custom resources: {', '.join(custom)}); start the node that holds it with "
+                             f"ray start --resources '{{\"{key}\": 1}}' (docs/cluster.md)")
+        raise DeviceDown(f"devices {', '.join(map(repr, users))} need {amount:g} of resource {key!r} together, "
+                         f"but the cluster has {have:g}")
 
 
 def _cause(exc: BaseException) -> str:

@@ -294,14 +294,12 @@ def _sparkline(values) -> str:
 
 def _writer_gone_note(attrs: dict[str, Any]) -> str:
     """For a 'running' store written on this host, say so if its writer process is gone."""
-    import platform
+    from .store import writer_is_dead
 
-    import psutil
-
-    pid = attrs.get("writer_pid")
-    if attrs.get("status") != "running" or attrs.get("host") != platform.node() or not pid:
+    if attrs.get("status") != "running" or not writer_is_dead(attrs):
         return ""
-    return "" if psutil.pid_exists(int(pid)) else f" (but its writer, process {pid}, is gone: the run was killed)"
+    return (f" (but its writer, process {attrs.get('writer_pid')}, is gone: the run was killed; "
+            f"`labbench resume` continues it)")
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

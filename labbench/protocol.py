@@ -38,7 +38,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .reservoir import get_driver
-from .sweep import SweepSpec, flatten_sweep_table
+from .sweep_spec import SweepSpec, flatten_sweep_table
 from .tasks import TASKS, Task
 
 

@@ -431,6 +431,14 @@ def _versions() -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------
+def writer_is_dead(attrs: dict[str, Any]) -> bool:
+    """Whether the writer process of a store is gone (decidable on its own host only)."""
+    import psutil
+
+    pid = attrs.get("writer_pid")
+    return attrs.get("host") == platform.node() and isinstance(pid, int) and not psutil.pid_exists(pid)
+
+
 class RunReader:
     """Read any run store, finished or still being written, never past ``committed``.
 

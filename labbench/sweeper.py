@@ -18,6 +18,7 @@ Store layout::
 from __future__ import annotations
 
 import os
+import platform
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import zarr
 
 from .protocol import Protocol, from_dict, load
 from .store import _jsonable, new_run_path, now_iso
-from .sweep import trials as make_trials
+from .sweep_spec import trials as make_trials
 
 __all__ = ["Sweep", "SweepStore", "read_sweep", "run_sweep", "trial_protocols"]
 
@@ -99,7 +100,7 @@ class SweepStore:
             "protocol_text": proto.text, "protocol_source": proto.source, "overrides": proto.overrides,
             "sweep": proto.sweep.model_dump(mode="json"), "ranking": self.ranking, "n_trials": n_trials,
             "versions": _versions(), "started": now_iso(), "ended": None, "status": "running", "error": None,
-            "summary": [], "best": None, "writer_pid": os.getpid()}))
+            "summary": [], "best": None, "writer_pid": os.getpid(), "host": platform.node()}))
 
     def add_trial(self, index: int, params: dict[str, Any], *, status: str, result: Any = None,
                   error: str | None = None) -> dict[str, Any]:
@@ -158,7 +159,7 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
     """
     import ray
 
-    from .bench import _ProgressBar, ensure_ray
+    from .bench import _ProgressBar, check_resources, ensure_ray
     from .trial import run_trial
 
     proto = protocol if isinstance(protocol, Protocol) else load(protocol, overrides=set)
@@ -169,6 +170,7 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
     ranking = proto.sweep.ranking(first, proto.task.primary_metric)
     timings = {"ray_startup_s": ensure_ray(address)}
     dev = proto.all_devices[0]
+    check_resources([dev])                   # a trial no node can take would wait forever
     cpus = dev.num_cpus if dev.num_cpus is not None else 1.0
     options = {"num_cpus": cpus, "resources": dict(dev.resources) or None, "max_retries": 0}
     remote = ray.remote(run_trial).options(**{k: v for k, v in options.items() if v is not None})

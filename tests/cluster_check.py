@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in RAY_ENV.items():  # loopback only, no token auth, no usage stats
         os.environ.setdefault(key, value)
     os.environ.pop("RAY_ADDRESS", None)  # never join whatever cluster the caller had
+    # a private Ray temp dir (short: it holds Unix sockets): the cluster's sessions, logs and
+    # its "current cluster" address file stay out of /tmp/ray, so `address="auto"` elsewhere
+    # on this machine never finds this cluster, and its shutdown never deletes another's file
+    ray_tmp = tempfile.mkdtemp(prefix="lbc-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    os.environ["RAY_TMPDIR"] = ray_tmp
 
     import ray
     from ray.cluster_utils import Cluster
@@ -102,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     small = 128 * 1024**2
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": HEAD_CPUS, "object_store_memory": small, "node_ip_address": "127.0.0.1",
-        "include_dashboard": False})
+    cluster = None
     result: dict = {}
     try:
+        cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": HEAD_CPUS, "object_store_memory": small, "node_ip_address": "127.0.0.1",
+            "include_dashboard": False})
         rig_node = cluster.add_node(num_cpus=RIG_CPUS, resources={RIG: 1}, object_store_memory=small,
                                     node_ip_address="127.0.0.1")
         ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
@@ -151,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         try:
             ray.shutdown()
+            if cluster is not None:
+                cluster.shutdown()  # only the processes this cluster started; never `ray stop`
         finally:
-            cluster.shutdown()  # only the processes this cluster started; never `ray stop`
+            shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -150,3 +150,11 @@ def test_sigkilled_run_leaves_a_readable_store_equal_to_an_uninterrupted_run(ray
     ref = zarr.open_group(str(full.store), mode="r")["esn"]
     for key in ("inputs", "features", "targets", "phase"):
         assert root[f"esn/{key}"][:n].tobytes() == ref[key][:n].tobytes(), key
+
+    # the writer is dead: `labbench resume` finishes the run, and it equals the uninterrupted one
+    assert main(["resume", str(killed), "--quiet"]) == 0
+    done = zarr.open_group(str(killed), mode="r")
+    assert done.attrs["status"] == "complete" and done.attrs["resumed"][0]["from_rows"] == {"esn": n}
+    for key in ("inputs", "features", "targets", "phase"):
+        assert done[f"esn/{key}"][:].tobytes() == ref[key][:].tobytes(), key
+    assert done.attrs["metrics"]["esn"]["ridge"]["nrmse"] == pytest.approx(full.metrics["ridge"]["nrmse"], rel=1e-12)

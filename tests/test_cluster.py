@@ -31,7 +31,7 @@ RIG = "device:rig-1"
 
 @pytest.fixture(scope="module")
 def cluster_report(tmp_path_factory) -> dict:
-    """Run cluster_check.py once (≈ 40 s on 2 cores) and return its JSON report."""
+    """Run cluster_check.py once (35–70 s on 2 cores) and return its JSON report."""
     cwd = tmp_path_factory.mktemp("cluster")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_ENV)
@@ -55,6 +55,7 @@ def cluster_report(tmp_path_factory) -> dict:
     return json.loads(lines[-1])
 
 
+@pytest.mark.slow
 def test_the_loopback_cluster_has_a_head_and_a_rig_node(cluster_report):
     r = cluster_report
     nodes = {n["node_id"]: n for n in r["nodes"]}
@@ -66,6 +67,7 @@ def test_the_loopback_cluster_has_a_head_and_a_rig_node(cluster_report):
     assert nodes[r["head_node_id"]]["cpus"] == 1 and nodes[rig]["cpus"] == 2
 
 
+@pytest.mark.slow
 def test_the_pinned_device_runs_on_the_node_holding_its_resource(cluster_report):
     r = cluster_report
     run = r["run"]
@@ -90,6 +92,7 @@ def test_the_pinned_device_runs_on_the_node_holding_its_resource(cluster_report)
         assert run["metrics"][f"{group}/ridge"]["nrmse"] < 0.7        # the ESNs learnt something
 
 
+@pytest.mark.slow
 def test_software_devices_spread_over_the_cluster(cluster_report):
     r = cluster_report
     devices = r["run"]["devices"]
@@ -99,6 +102,7 @@ def test_software_devices_spread_over_the_cluster(cluster_report):
     assert set(unpinned.values()) == {r["head_node_id"], r["rig_node_id"]}
 
 
+@pytest.mark.slow
 def test_sweep_trials_spread_and_pinned_trials_stay_on_the_rig(cluster_report):
     r = cluster_report
     sweep = r["sweep"]
