@@ -65,7 +65,7 @@ Ray is the sweep's own fresh local Ray (``labbench.bench.ensure_ray``), on loopb
 environment of ``labbench.bench.RAY_ENV`` is set before anything imports ray, and the GCS
 address is recorded. ``RAY_ADDRESS`` is ignored unless ``--address`` is given.
 
-Usage:  python bench/sweep_scaling.py                # 3 repeats, ~4-5 min on 2 quiet cores
+Usage:  python bench/sweep_scaling.py                # 3 repeats, ~3.5 min on 2 quiet cores
         python bench/sweep_scaling.py --repeats 1 --units 300 --train 1000 --no-write   # smoke, ~1 min
         python bench/sweep_scaling.py --warm-workers   # steady state: no Ray start-up, warm workers
         python bench/sweep_scaling.py --help
@@ -95,7 +95,6 @@ PROTOCOL = ROOT / "protocols" / "narma10_sweep.toml"
 OUT_JSON = ROOT / "bench" / "results" / "sweep_scaling.json"
 OUT_MD = ROOT / "bench" / "results" / "sweep_scaling.md"
 SR_KEY = "device.params.spectral_radius"
-IS_KEY = "device.params.input_scaling"
 TOL = 1e-12
 TARGET = 1.6
 
@@ -190,7 +189,7 @@ def capacity_probe(seconds: float) -> dict[str, float] | None:
 
     if seconds <= 0:
         return None
-    n = int(seconds * 2.5e7)   # ~1 s per 2.5e7 iterations on this machine when idle
+    n = int(seconds * 6e6)   # ~1 s per 6e6 iterations on the 2-core machine when idle
 
     def spin(k: int) -> float:
         procs = [subprocess.Popen([sys.executable, "-S", "-c", _SPIN.format(n=n)], stdout=subprocess.PIPE, text=True)
@@ -361,7 +360,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT_JSON, help=f"results JSON (default {OUT_JSON.relative_to(ROOT)})")
     ap.add_argument("--md", type=Path, default=OUT_MD, help=f"markdown section (default {OUT_MD.relative_to(ROOT)})")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="only rewrite the markdown (--md) from a results JSON of this script, then exit")
     args = ap.parse_args()
+    if args.render:
+        args.md.write_text(markdown(json.loads(args.render.read_text()), args))
+        print(f"wrote {args.md}")
+        return
 
     _setup_ray_env(args)
     import numpy as np
@@ -490,6 +495,7 @@ def main() -> None:
                    "washout": args.washout, "train": args.train, "test": args.test, "block": args.block,
                    "repeats": args.repeats, "seq_blas_threads": args.seq_blas_threads,
                    "warm_workers": args.warm_workers, "warm_workers_ray_startup_s": warm_startup,
+                   "probe_s": args.probe_s, "quiet_cpu": args.quiet_cpu, "quiet_wait_s": args.quiet_wait,
                    "grid": {k: v for k, v in proto.sweep.params.items()}, "budget": proto.sweep.budget},
         "warmup": {"seconds": warm_s, "note": "one small untimed trial in this process before timing: numba kernels "
                    "are compiled (or loaded) into numba's on-disk cache, so no JIT compilation is timed; fresh "
@@ -557,7 +563,7 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
         return f"| {label} | {s['median']:.{nd}f} {unit} | {s['min']:.{nd}f}–{s['max']:.{nd}f} {unit} |"
 
     grid = ", ".join(f"`{k}` = {v}" for k, v in cfg["grid"].items())
-    loads = [x for rec in res["repeats"] for k in ("seq_loadavg_1min", "bench_loadavg_1min") for x in rec[k]]
+    foreign = [rec[k] for rec in res["repeats"] for k in ("seq_foreign_cpus", "bench_foreign_cpus")]
     best = res["best"]
     env = (res.get("worker_env") or [{}])[0]
     wenv = (env.get("OMP_NUM_THREADS"), env.get("blas_threads"))
@@ -589,9 +595,10 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
         "```",
         "",
         f"Machine: {m['cpus']} cores ({m['processor']}), Python {m['python']}, Ray {m['ray']}, numba {m['numba']}; "
-        f"the bench used {cores} cores (one trial per core). The machine was shared with other jobs: the "
-        f"1-minute load average ranged over {min(loads):.1f}–{max(loads):.1f} during the measurements. "
-        f"Median and range over {cfg['repeats']} repeat{'s' if cfg['repeats'] != 1 else ''}; the order of the two paths alternates between repeats.",
+        f"the bench used {cores} cores (one trial per core). The machine is shared with other jobs; during "
+        f"these measurements they used {min(foreign):.2f}–{max(foreign):.2f} CPUs (rows at the end of the table). "
+        f"Median and range over {cfg['repeats']} repeat{'s' if cfg['repeats'] != 1 else ''}; the order of the two "
+        "paths alternates between repeats.",
         "",
         "| | median | min–max |",
         "|---|---|---|",
