@@ -37,18 +37,16 @@ def sweep(protocol, **kwargs):
     return run_sweep(protocol, **kwargs)
 
 
-def store_error():
-    """The exception class for unusable stores (:class:`labbench.store.StoreError`)."""
-    from .store import StoreError
-
-    return StoreError
-
-
 def __getattr__(name):
+    # exception classes, importable without importing Ray or Zarr up front
     if name == "DeviceDown":
         from .bench import DeviceDown
 
         return DeviceDown
+    if name == "StoreError":
+        from .store import StoreError
+
+        return StoreError
     raise AttributeError(f"module 'labbench' has no attribute {name!r}")
 
 
@@ -73,5 +71,5 @@ def load_protocol(path, overrides=None):
     return load(path, overrides)
 
 
-__all__ = ["Block", "DeviceDown", "Reservoir", "Spec", "load_protocol", "open_device", "open_run", "resume", "run",
+__all__ = ["Block", "DeviceDown", "Reservoir", "StoreError", "Spec", "load_protocol", "open_device", "open_run", "resume", "run",
            "sweep", "train", "__version__"]

@@ -75,7 +75,7 @@ def test_resume_finishes_an_aborted_run_as_if_it_never_stopped(ray_session, stor
     for key in ("inputs", "features", "targets", "phase"):
         assert g[f"esn/{key}"][:].tobytes() == ref[key][:].tobytes(), key
     assert run.metrics["ridge"]["nrmse"] == pytest.approx(ref_run.metrics["ridge"]["nrmse"], rel=1e-12)
-    with pytest.raises(lb.store_error(), match="the run is complete; nothing to resume"):
+    with pytest.raises(lb.StoreError, match="the run is complete; nothing to resume"):
         lb.resume(path, progress=False)
 
 
@@ -85,7 +85,7 @@ def test_resume_refuses_a_device_that_cannot_be_replayed(ray_session, store_root
     with pytest.raises(lb.DeviceDown):
         lb.run(proto, store_root=store_root, progress=False)
     (path,) = store_root.iterdir()
-    with pytest.raises(lb.store_error(), match="device 'rig' .* is not deterministic"):
+    with pytest.raises(lb.StoreError, match="device 'rig' .* is not deterministic"):
         lb.resume(path, progress=False)
 
 

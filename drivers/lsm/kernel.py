@@ -25,7 +25,6 @@ schedule of Brian2 and NEST); input spikes act in the step they are drawn for.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 
