@@ -95,7 +95,7 @@ name = "slow"
 [device]
 driver = "faulty_driver:FaultyReservoir"
 name = "rig"
-params = {{ fail_at_block = -1, delay_s = 0.2 }}
+params = { fail_at_block = -1, delay_s = 0.2 }
 [task]
 name = "narma"
 [run]
@@ -106,10 +106,9 @@ block = 50
 """
 
 
-def test_ctrl_c_aborts_the_run_keeps_committed_blocks_and_exits_non_zero(tmp_path):
-    proto = tmp_path / "slow.toml"
-    proto.write_text(SLOW.format())
-    root = tmp_path / "runs"
+def _interrupt_run(proto, root, ready, what: str) -> tuple[int, str, object]:
+    """Start ``labbench run PROTO`` in a process of its own, wait until ``ready(store)``, press
+    Ctrl-C (SIGINT); returns (exit code, stderr, store path). Waits at most 30 s for the exit."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), env.get("PYTHONPATH", "")])
     proc = subprocess.Popen([sys.executable, "-m", "labbench.cli", "run", str(proto), "--quiet",
@@ -119,11 +118,11 @@ def test_ctrl_c_aborts_the_run_keeps_committed_blocks_and_exits_non_zero(tmp_pat
         deadline = time.monotonic() + 120
         while True:
             assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "the run never got going"
+            assert time.monotonic() < deadline, what
             stores = list(root.glob("*.zarr")) if root.exists() else []
-            if stores and (stores[0] / "rig" / "zarr.json").exists() and lb.open_run(stores[0]).committed("rig") >= 150:
+            if stores and (stores[0] / "zarr.json").exists() and ready(stores[0]):
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
@@ -133,9 +132,18 @@ def test_ctrl_c_aborts_the_run_keeps_committed_blocks_and_exits_non_zero(tmp_pat
             os.killpg(proc.pid, signal.SIGKILL)   # Ray processes that run started, and only those
         except ProcessLookupError:
             pass
-    assert proc.returncode == 130, err
+    return proc.returncode, err, stores[0]
+
+
+def test_ctrl_c_aborts_the_run_keeps_committed_blocks_and_exits_non_zero(tmp_path):
+    proto = tmp_path / "slow.toml"
+    proto.write_text(SLOW)
+    code, err, store = _interrupt_run(
+        proto, tmp_path / "runs", lambda p: (p / "rig" / "zarr.json").exists() and lb.open_run(p).committed("rig") >= 150,
+        "the run never got going")
+    assert code == 130, err
     assert "interrupted" in err
-    r = lb.open_run(stores[0])
+    r = lb.open_run(store)
     assert r.status == "aborted" and "SIGINT" in r.attrs["error"]
     n = r.committed("rig")
     assert n >= 150 and n % 50 == 0
@@ -152,32 +160,12 @@ concurrency = 1
 
 def test_ctrl_c_on_a_sweep_keeps_the_finished_trials(tmp_path):
     proto = tmp_path / "sweep.toml"
-    proto.write_text(SLOW_SWEEP.format().replace("train = 4000", "train = 400").replace("test = 950", "test = 50"))
-    root = tmp_path / "runs"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen([sys.executable, "-m", "labbench.cli", "run", str(proto), "--quiet",
-                             "--store-root", str(root)], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no trial finished"
-            stores = list(root.glob("*.zarr")) if root.exists() else []
-            if stores and (stores[0] / "zarr.json").exists() and \
-                    zarr.open_group(str(stores[0]), mode="r").attrs.get("summary"):
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    assert proc.returncode == 130, err
-    root_group = zarr.open_group(str(stores[0]), mode="r")
+    proto.write_text(SLOW_SWEEP.replace("train = 4000", "train = 400").replace("test = 950", "test = 50"))
+    code, err, store = _interrupt_run(
+        proto, tmp_path / "runs", lambda p: bool(zarr.open_group(str(p), mode="r").attrs.get("summary")),
+        "no trial finished")
+    assert code == 130, err
+    root_group = zarr.open_group(str(store), mode="r")
     attrs = root_group.attrs
     assert attrs["status"] == "aborted" and "SIGINT" in attrs["error"]
     kept = sorted(name for name, _ in root_group.groups())
