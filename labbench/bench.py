@@ -362,14 +362,8 @@ class _Execution:
         total = p.run.total
         if self.resume_path is not None:
             store = RunStore.reopen(self.resume_path)
-            resumed = list(store._root.attrs.get("resumed") or [])
-            resumed.append({"at": now_iso(), "from_rows": {s.group: store.committed(s.group) for s in streams}})
-            store.set_attrs(status="running", error=None, ended=None, resumed=resumed, metrics={})
+            store.restart_run()
             for s in streams:
-                g = store._devices[s.group].group
-                if "readouts" in g:
-                    del g["readouts"]
-                g.create_group("readouts")
                 s.next_row = store.committed(s.group)
             return store
         store = RunStore(new_run_path(self.store_root, p.protocol.name), p.text, {

@@ -9,7 +9,7 @@ process (:mod:`labbench.trial`). The arithmetic is the same either way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,6 @@ class Evaluated:
     metrics: dict[str, Any]
     free_run: np.ndarray | None = None
     free_run_starts: np.ndarray | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def evaluate(proto: Protocol, data: TaskData, result: TrainResult, *, free_run: FreeRun,

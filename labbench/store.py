@@ -135,6 +135,19 @@ class RunStore:
         self._root.attrs.update(_jsonable(attrs))
         self._devices: dict[str, _DeviceWriter] = {}
 
+    def restart_run(self) -> None:
+        """Mark a reopened store ``running`` again: record where each device resumes (root
+        ``resumed``), clear the summary metrics, and empty every ``readouts`` group (the
+        readouts are trained again from the first row)."""
+        resumed = list(self._root.attrs.get("resumed") or [])
+        resumed.append({"at": now_iso(), "from_rows": {name: d.committed for name, d in self._devices.items()}})
+        self._root.attrs.update(_jsonable({"status": "running", "error": None, "ended": None, "resumed": resumed,
+                                           "metrics": {}}))
+        for dev in self._devices.values():
+            if "readouts" in dev.group:
+                del dev.group["readouts"]
+            dev.group.create_group("readouts")
+
     @classmethod
     def reopen(cls, path: str | os.PathLike[str]) -> RunStore:
         """Become the writer of an existing (aborted or failed) store again, to append to it.
