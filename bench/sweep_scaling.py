@@ -70,7 +70,8 @@ Usage:  python bench/sweep_scaling.py                # 3 repeats, ~3.5 min on 2 
         python bench/sweep_scaling.py --warm-workers   # steady state: no Ray start-up, warm workers
         python bench/sweep_scaling.py --help
 Results: bench/results/sweep_scaling.json and bench/results/sweep_scaling.md (a section
-for docs/benchmarks.md). The trial size (1000 units, 10,000 training steps) makes one
+for docs/benchmarks.md); the figures in docs/benchmarks.md were written with ``--train
+10000 / 30000 / 60000 --out bench/results/sweep_scaling_train{10,30,60}k.json --md ...``. The trial size (1000 units, 10,000 training steps) makes one
 trial about 2 s of compute on the 2-core machine.
 """
 

@@ -187,11 +187,16 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
     try:
         with bar:
             while nxt < len(planned) or running:
+                # refill before writing the finished trial's result, so a core never waits
+                # for the store
                 while nxt < len(planned) and len(running) < concurrency:
                     running[remote.remote(planned[nxt][1])] = nxt
                     nxt += 1
                 done, _ = ray.wait(list(running), num_returns=1)
                 index = running.pop(done[0])
+                if nxt < len(planned):
+                    running[remote.remote(planned[nxt][1])] = nxt
+                    nxt += 1
                 params = planned[index][0]
                 try:
                     result = ray.get(done[0])
