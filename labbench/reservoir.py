@@ -35,10 +35,28 @@ class RawStreamSpec:
         Column name to numpy dtype string, e.g. ``{"time": "float64", "channel": "int32"}``.
     description : str
         What one row is.
+    time_column : str, optional
+        The column that says when an event happened (for plots: the x of a raster).
+    time_scale : float
+        Seconds per unit of ``time_column`` (e.g. the integration step ``dt`` for a
+        column of step numbers).
+    channel_column : str, optional
+        The column that says where it happened (neuron, electrode, pixel): the y of a raster.
+    n_channels : int, optional
+        How many channels there are (default: the device's feature width).
     """
 
     columns: dict[str, str]
     description: str = ""
+    time_column: str | None = None
+    time_scale: float = 1.0
+    channel_column: str | None = None
+    n_channels: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": dict(self.columns), "description": self.description, "time_column": self.time_column,
+                "time_scale": self.time_scale, "channel_column": self.channel_column,
+                "n_channels": self.n_channels}
 
 
 @dataclass(frozen=True)
@@ -75,7 +93,7 @@ class Spec:
             "dt": self.dt,
             "realtime": self.realtime,
             "feature_name": self.feature_name,
-            "raw": {k: {"columns": v.columns, "description": v.description} for k, v in self.raw.items()},
+            "raw": {k: v.to_dict() for k, v in self.raw.items()},
         }
 
 

@@ -83,7 +83,9 @@ class LiquidStateMachine(Reservoir):
         sample_s = p.steps_per_sample * p.dt / 1000.0
         self.spec = Spec(n_inputs=p.n_inputs, n_features=p.units, dt=sample_s, realtime=False,
                          raw={"spikes": RawStreamSpec({"step": "int64", "neuron": "int32"},
-                                                      f"one row per spike; step = {p.dt} ms")},
+                                                      f"one row per spike; step = {p.dt} ms",
+                                                      time_column="step", time_scale=p.dt / 1000.0,
+                                                      channel_column="neuron")},
                          feature_name="neuron")
         self._opened = False
 

@@ -57,7 +57,8 @@ class PoissonEncoder(Reservoir):
                              "it must be at most 1 (lower max_rate or dt)")
         self.spec = Spec(n_inputs=p.n_inputs, n_features=p.n_inputs, dt=p.dt / 1000.0, realtime=False,
                          raw={"spikes": RawStreamSpec({"step": "int64", "channel": "int32"},
-                                                      "one row per input spike")},
+                                                      "one row per input spike", time_column="step",
+                                                      time_scale=p.dt / 1000.0, channel_column="channel")},
                          feature_name="channel")
         self._rng: np.random.Generator | None = None
         self._step = 0
