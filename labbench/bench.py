@@ -18,6 +18,7 @@ import resource
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ def run(
     progress: bool = True,
     console: Any = None,
     sweep: bool = True,
+    on_store: Callable[[Path], None] | None = None,
 ) -> Run | Any:
     """Run a protocol and record it.
 
@@ -125,6 +127,9 @@ def run(
     sweep : bool
         Run the protocol's ``[sweep]`` when it has one (returns a
         :class:`~labbench.sweeper.Sweep`); ``False`` runs the base protocol once.
+    on_store : callable, optional
+        Called with the run store's path as soon as the store exists (before the first
+        block), e.g. to open a monitor on it (``labbench run --monitor``).
 
     Returns
     -------
@@ -145,7 +150,8 @@ def run(
         from .sweeper import run_sweep
 
         return run_sweep(proto, address=address, store_root=store_root, progress=progress, console=console)
-    return _Execution(proto, address=address, store_root=store_root, progress=progress, console=console).run()
+    return _Execution(proto, address=address, store_root=store_root, progress=progress, console=console,
+                      on_store=on_store).run()
 
 
 def resume(store: str | os.PathLike[str], *, address: str | None = None, progress: bool = True,
@@ -267,8 +273,9 @@ class _DeviceStream:
 
 class _Execution:
     def __init__(self, proto: Protocol, *, address, store_root, progress, console,
-                 resume_path: Path | None = None) -> None:
+                 resume_path: Path | None = None, on_store: Callable[[Path], None] | None = None) -> None:
         self.proto = proto
+        self.on_store = on_store
         self.address = address
         self.store_root = Path(store_root if store_root is not None else proto.store.root)
         self.progress = progress
@@ -303,6 +310,8 @@ class _Execution:
                     raise DeviceDown(f"device {s.group!r} failed to open: {_cause(exc)}") from None
             self.timings["device_startup_s"] = time.perf_counter() - t0
             store = self._open_store(streams, data)
+            if self.on_store is not None:
+                self.on_store(store.path)
             # trainers read the store through the file system: keep them on this node
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

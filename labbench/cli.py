@@ -56,9 +56,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = _console()
     if proto.sweep is not None and not args.no_sweep:
         return _run_sweep(args, proto, out)
+    monitor = _MonitorProcess() if args.monitor else None
     result = bench.run(proto, address=args.address, store_root=args.store_root, progress=not args.quiet,
-                       console=_console(stderr=True), sweep=False)
+                       console=_console(stderr=True), sweep=False, on_store=monitor)
     return _report_run(args, proto, result, out)
+
+
+class _MonitorProcess:
+    """``labbench run --monitor``: the monitor in its own process, started on the new store.
+
+    A separate process keeps Qt out of the run's process and the window's drawing off the
+    writer's CPU time; closing the window does not stop the run, and the window stays
+    open (showing the final state) after the run ends."""
+
+    def __call__(self, store: Path) -> None:
+        import subprocess
+
+        self.process = subprocess.Popen([sys.executable, "-m", "labbench.cli", "monitor", str(store)])
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from .monitor.source import StoreFollower
+
+    StoreFollower(args.store)   # StoreError (one line, exit 2) before any Qt starts
+    window = None if args.window in (None, "whole") else float(args.window)
+    if args.snapshot is not None:
+        from .monitor.render import snapshot
+
+        path = snapshot(args.store, args.snapshot, device=args.device, window=window,
+                        size=tuple(args.size))
+        print(path)
+        return 0
+    from .monitor.render import watch
+
+    if args.nice:
+        import os
+
+        os.nice(args.nice)   # the run on this machine comes first; the window takes what CPU is left
+    return watch(args.store, device=args.device, window="auto" if args.window is None else window,
+                 interval_ms=args.interval_ms, exit_when_done=args.exit_when_done, stats=args.stats)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .monitor.render import report
+    from .monitor.source import StoreFollower
+
+    StoreFollower(args.store)
+    md = report(args.store, args.out, size=tuple(args.size))
+    print(md)
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -374,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-sweep", action="store_true", help="run the base protocol once, ignoring its [sweep]")
     p.add_argument("--top", type=int, default=20, metavar="N", help="sweep: trials to list (default 20)")
+    p.add_argument("--monitor", action="store_true",
+                   help="open the live monitor on the run's store (in its own process) as soon as it exists")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="continue an aborted run of deterministic devices to its end",
@@ -427,33 +475,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("monitor", help="open a live window on a run store (or render it to PNG)",
+                       description="Follow a run store in a pyqtgraph window, finished or still being written: "
+                                   "features, spikes, input/target/predictions and metrics, per device. It reads "
+                                   "only up to each device's committed row and never locks the store.",
+                       epilog="Examples:\n  labbench monitor runs/<run>.zarr\n"
+                              "  labbench monitor runs/<run>.zarr --window 500 --device lsm\n"
+                              "  labbench monitor runs/<run>.zarr --snapshot run.png   (off-screen, no display needed)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("store", type=Path, help="run store (.zarr)")
+    p.add_argument("--snapshot", type=Path, default=None, metavar="PNG",
+                   help="render the panels off-screen to this PNG and exit")
+    p.add_argument("--device", default=None, help="device shown first (default: the first)")
+    p.add_argument("--window", default=None, metavar="SECONDS",
+                   help="show the last SECONDS of the run (steps for software reservoirs), or 'whole'; default: "
+                        "the last 2000 rows while running, the whole run when finished (snapshots: whole run)")
+    p.add_argument("--interval-ms", type=int, default=50, help="poll period in ms (default 50)")
+    p.add_argument("--size", type=int, nargs=2, default=(1400, 1000), metavar=("W", "H"),
+                   help="snapshot size in pixels (default 1400 1000)")
+    p.add_argument("--nice", type=int, default=10, metavar="N",
+                   help="lower the window's CPU priority by N (default 10), so that a run on the same machine "
+                        "keeps its speed and the window uses the CPU time left over; 0 to keep the priority")
+    p.add_argument("--exit-when-done", action="store_true", help="close the window once the run has ended")
+    p.add_argument("--stats", type=Path, default=None, metavar="JSON",
+                   help="write frame and poll statistics to this file when the window closes")
+    p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("report", help="write a PNG per device and a markdown summary of a run store",
+                       description="Render every device's monitor panels off-screen to <out>/<device>.png and "
+                                   "write <out>/report.md (status, provenance, metrics, timings).")
+    p.add_argument("store", type=Path, help="run store (.zarr)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: <store>-report next to it)")
+    p.add_argument("--size", type=int, nargs=2, default=(1400, 1000), metavar=("W", "H"),
+                   help="image size in pixels (default 1400 1000)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("devices", help="list installed drivers and whether each is available")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_devices)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .live import TrainerError
-    from .protocol import ProtocolError
-    from .store import StoreError
+#: errors that mean "bad input" (exit 2), by module: a command that never imported the
+#: module cannot have raised its error, so main() does not import it (``labbench monitor``
+#: starts without the training stack)
+_USAGE_ERRORS = {"labbench.live": "TrainerError", "labbench.protocol": "ProtocolError",
+                 "labbench.store": "StoreError"}
 
+
+def _usage_error(exc: BaseException) -> bool:
+    for module, name in _USAGE_ERRORS.items():
+        mod = sys.modules.get(module)
+        if mod is not None and isinstance(exc, getattr(mod, name)):
+            return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except TrainerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ProtocolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: devices closed, store marked aborted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a failed run: one clear line, the store keeps the full text
+        if _usage_error(exc):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"error: run failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}",
               file=sys.stderr)
         return EXIT_FAILED

@@ -11,6 +11,8 @@ from labbench.bench import RAY_ENV
 
 for _key, _value in RAY_ENV.items():
     os.environ.setdefault(_key, _value)
+# the monitor's tests draw with Qt off-screen: no display needed (and none is used if present)
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOLS = ROOT / "protocols"

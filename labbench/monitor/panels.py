@@ -1,0 +1,354 @@
+"""pyqtgraph panels of one device: what each draws from a :class:`~.source.DeviceFollower`.
+
+Every panel owns its plot items, is created once, and on :meth:`update` hands the
+follower's buffers to those items (``setData`` / ``setImage``); nothing is rebuilt and the
+store is never read here. Long traces are drawn with pyqtgraph's clip-to-view and peak
+downsampling, so a frame costs about the same at row 1,000 and row 1,000,000.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from pyqtgraph.Qt import QtCore, QtWidgets
+
+from .source import DeviceFollower, SpikeBuffer
+
+#: colours of the readouts' predictions, in order (Okabe-Ito, readable by colour-blind people)
+READOUT_COLOURS = ["#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442"]
+MAX_INPUT_LINES = 4
+RASTER_BINS = 1200
+
+
+class View:
+    """The time range shown: the last ``seconds`` of the run, or all of it (``None``)."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = seconds
+
+    def range(self, end: float, start: float = 0.0) -> tuple[float, float]:
+        if self.seconds is None or end - start <= self.seconds:
+            return start, max(end, start + 1e-9)
+        return end - self.seconds, end
+
+
+def _steady_y(plot: pg.PlotItem, arrays: list[np.ndarray], state: dict) -> None:
+    """Set the y range from the data shown, but only when the data leaves the current range
+    or fills less than half of it. A y range that moves every frame would make pyqtgraph
+    paint twice per frame (its auto-range runs at paint time) and redraw the axis text."""
+    finite = [a[np.isfinite(a)] for a in arrays if a is not None and len(a)]
+    finite = [a for a in finite if a.size]
+    if not finite:
+        return
+    lo = min(float(a.min()) for a in finite)
+    hi = max(float(a.max()) for a in finite)
+    if hi <= lo:
+        hi = lo + 1.0
+    cur = state.get("y")
+    if cur is not None and cur[0] <= lo and hi <= cur[1] and (hi - lo) >= 0.5 * (cur[1] - cur[0]):
+        return
+    pad = 0.08 * (hi - lo)
+    state["y"] = (lo - pad, hi + pad)
+    plot.setYRange(*state["y"], padding=0)
+
+
+class Panel:
+    """Base: one PlotItem in the device's layout (at ``row``, column 0)."""
+
+    name = "panel"
+
+    def __init__(self, plot: pg.PlotItem) -> None:
+        self.plot = plot
+        self.layout: pg.GraphicsLayout | None = None
+        self.row = 0
+
+    def update(self, dev: DeviceFollower, view: View) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def has_data(self) -> bool:
+        return True
+
+
+def _time_label(dev: DeviceFollower) -> tuple[str, str]:
+    return ("time", "s") if dev.time_unit == "s" else ("time", "step")
+
+
+class SignalsPanel(Panel):
+    """Input, target and every readout's prediction, overlaid on the run's time axis."""
+
+    name = "signals"
+
+    def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
+        super().__init__(plot)
+        plot.setTitle("input, target and predictions")
+        plot.setLabel("bottom", *_time_label(dev))
+        plot.setLabel("left", "value")
+        plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        plot.showGrid(x=False, y=True, alpha=0.15)   # no vertical lines: they move every frame
+        k = min(dev.n_inputs, MAX_INPUT_LINES)
+        more = f" (of {dev.n_inputs})" if dev.n_inputs > k else ""
+        self.inputs = [self._curve(pg.mkPen((150, 150, 150), width=1), f"input {i}{more}" if k > 1 else "input")
+                       for i in range(k)]
+        self.target: pg.PlotDataItem | None = None
+        self.predictions: dict[str, pg.PlotDataItem] = {}
+        plot.disableAutoRange()
+        self._y: dict = {}
+
+    def _curve(self, pen: Any, name: str) -> pg.PlotDataItem:
+        c = self.plot.plot(pen=pen, name=name, connect="finite")
+        c.setClipToView(True)
+        c.setDownsampling(auto=True, method="peak")
+        return c
+
+    def update(self, dev: DeviceFollower, view: View) -> None:
+        lo, hi = view.range(dev.end_time)
+        x, data = dev.inputs.between(lo, hi)
+        shown = [data[:, : len(self.inputs)]]
+        for i, c in enumerate(self.inputs):
+            c.setData(x, data[:, i])
+        if dev.targets is not None and len(dev.targets):
+            if self.target is None:
+                self.target = self._curve(pg.mkPen("k", width=1), "target")
+            x, data = dev.targets.between(lo, hi)
+            self.target.setData(x, data[:, 0])
+            shown.append(data[:, 0])
+        for name, ro in dev.readouts.items():
+            if name not in self.predictions:
+                colour = READOUT_COLOURS[len(self.predictions) % len(READOUT_COLOURS)]
+                self.predictions[name] = self._curve(pg.mkPen(colour, width=1), f"{name} prediction")
+            if len(ro.predictions):
+                x, data = ro.predictions.between(lo, hi)
+                self.predictions[name].setData(x, data[:, 0])
+                shown.append(data[:, 0])
+        self.plot.setXRange(lo, hi, padding=0)
+        _steady_y(self.plot, shown, self._y)
+
+    def has_data(self) -> bool:
+        return any(c.xData is not None and len(c.xData) for c in self.inputs)
+
+
+class FeaturesPanel(Panel):
+    """Features as a heatmap, time x unit (evenly subsampled units for wide reservoirs)."""
+
+    name = "features"
+
+    def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
+        super().__init__(plot)
+        shown = len(dev.units)
+        sub = f", every {dev._unit_step}th of {dev.n_features}" if dev._unit_step > 1 else ""
+        plot.setTitle(f"features ({shown} {dev.feature_name}s{sub})")
+        plot.setLabel("bottom", *_time_label(dev))
+        plot.setLabel("left", dev.feature_name)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        plot.addItem(self.image)
+        self.bar: pg.ColorBarItem | None = None
+        self.levels: tuple[float, float] | None = None
+        self._units = dev.units
+
+    def _colours(self, data: np.ndarray) -> None:
+        """Fix the colour scale on the first data: diverging around 0 for signed states
+        (tanh units), sequential from 0 for rates and traces."""
+        finite = data[np.isfinite(data)]
+        if finite.size == 0:
+            return
+        hi = float(np.percentile(np.abs(finite), 99)) or 1.0
+        if finite.min() < 0:
+            self.levels, cmap = (-hi, hi), pg.colormap.get("CET-D1")
+        else:
+            self.levels, cmap = (0.0, float(np.percentile(finite, 99)) or 1.0), pg.colormap.get("viridis")
+        self.bar = pg.ColorBarItem(values=self.levels, colorMap=cmap, width=12, interactive=False)
+        self.bar.setImageItem(self.image)
+        # in the layout's second column, so every panel's plot keeps the same width
+        # (pyqtgraph aligns linked x axes pixel by pixel)
+        self.layout.addItem(self.bar, row=self.row, col=1)
+
+    def update(self, dev: DeviceFollower, view: View) -> None:
+        lo, hi = view.range(dev.end_time)
+        x, data = dev.features.between(lo, hi)
+        if len(x) == 0:
+            return
+        if self.levels is None:
+            self._colours(data)
+        if self.levels is None:
+            return
+        # no more image columns than the plot has pixels: average neighbouring rows
+        width_px = max(int(self.plot.vb.width()), 200)
+        if len(x) > 2 * width_px:
+            k = len(x) // width_px
+            n = (len(x) // k) * k
+            x = x[:n].reshape(-1, k).mean(axis=1)
+            data = data[:n].reshape(-1, k, data.shape[1]).mean(axis=1)
+        # one image row per shown unit, one column per time bin (row-major: [unit, time])
+        self.image.setImage(np.ascontiguousarray(data.T), autoLevels=False, levels=self.levels)
+        width = (x[-1] - x[0]) + (x[1] - x[0] if len(x) > 1 else dev.dt)
+        top = float(self._units[-1] + 1) if len(self._units) else 1.0
+        self.image.setRect(QtCore.QRectF(float(x[0]), 0.0, float(width), top))
+        self.plot.setXRange(lo, hi, padding=0)
+        self.plot.setYRange(0, top, padding=0)
+
+    def has_data(self) -> bool:
+        return self.image.image is not None
+
+
+class RasterPanel(Panel):
+    """Events of a spike stream as a raster: channel x time, drawn as an image of spike
+    counts per (time bin, channel), so its cost does not grow with the number of spikes."""
+
+    name = "raster"
+
+    def __init__(self, plot: pg.PlotItem, dev: DeviceFollower, buf: SpikeBuffer) -> None:
+        super().__init__(plot)
+        self.stream = buf.name
+        plot.setTitle(f"{buf.name} raster ({buf.n_channels} channels)")
+        plot.setLabel("bottom", "time", buf.time_label)
+        plot.setLabel("left", "channel")
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setColorMap(pg.ColorMap([0.0, 1.0], [(255, 255, 255), (0, 0, 0)]))
+        plot.addItem(self.image)
+        self.n_channels = buf.n_channels
+        self._title = ""
+
+    def update(self, dev: DeviceFollower, view: View) -> None:
+        buf = dev.spikes[self.stream]
+        lo, hi = view.range(dev.end_time)
+        recent = len(buf.t) and view.seconds is not None and lo >= dev.end_time - buf.recent_seconds
+        t, ch, step = (buf.t, buf.ch, 1) if recent else (buf.all_t, buf.all_ch, buf.channel_step)
+        keep = (t >= lo) & (t < hi)
+        t, ch = t[keep], ch[keep]
+        bins = RASTER_BINS
+        rows = max(1, -(-self.n_channels // step))
+        col = np.clip(((t - lo) / (hi - lo) * bins).astype(np.int64), 0, bins - 1)
+        img = np.zeros((rows, bins), dtype=np.float32)
+        np.add.at(img, (np.clip(ch // step, 0, rows - 1), col), 1.0)
+        # black = the most spikes a (bin, channel) cell holds (1 when zoomed in far enough
+        # to see single spikes; a density when a bin holds many)
+        nonzero = img[img > 0]
+        top = max(1.0, float(np.percentile(nonzero, 99))) if nonzero.size else 1.0
+        self.image.setImage(img, autoLevels=False, levels=(0.0, top))
+        self.image.setRect(QtCore.QRectF(lo, 0.0, hi - lo, float(self.n_channels)))
+        self.plot.setXRange(lo, hi, padding=0)
+        self.plot.setYRange(0, self.n_channels, padding=0)
+        title = f"{buf.name} raster ({self.n_channels} channels"
+        title += f", every {step}th shown)" if step > 1 else ")"
+        if title != self._title:   # a title is re-laid out as rich text: only when it changes
+            self.plot.setTitle(title)
+            self._title = title
+        self._spikes = int(keep.sum())
+
+    def has_data(self) -> bool:
+        return self.image.image is not None
+
+
+class RatePanel(Panel):
+    """Population rate of a spike stream (mean spikes per second per channel)."""
+
+    name = "rate"
+
+    def __init__(self, plot: pg.PlotItem, dev: DeviceFollower, buf: SpikeBuffer) -> None:
+        super().__init__(plot)
+        self.stream = buf.name
+        plot.setTitle(f"{buf.name}: population rate")
+        plot.setLabel("bottom", *_time_label(dev))
+        plot.setLabel("left", "rate", "Hz")
+        plot.showGrid(x=False, y=True, alpha=0.15)
+        self.curve = plot.plot(pen=pg.mkPen("#0072B2", width=1))
+        self.curve.setClipToView(True)
+        self.curve.setDownsampling(auto=True, method="peak")
+        plot.disableAutoRange()
+        self._y: dict = {}
+
+    def update(self, dev: DeviceFollower, view: View) -> None:
+        lo, hi = view.range(dev.end_time)
+        x, rate = dev.spikes[self.stream].rate.between(lo, hi)
+        self.curve.setData(x, rate)
+        self.plot.setXRange(lo, hi, padding=0)
+        _steady_y(self.plot, [np.append(rate, 0.0)], self._y)
+
+    def has_data(self) -> bool:
+        return self.curve.xData is not None and len(self.curve.xData) > 0
+
+
+class MetricsPanel(Panel):
+    """Each readout's metric history as it is written: prequential and test values
+    against the number of training rows (a learning curve)."""
+
+    name = "metrics"
+
+    def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
+        super().__init__(plot)
+        plot.setTitle("readout metrics as they are written")
+        plot.setLabel("bottom", "training rows")
+        plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        plot.showGrid(x=True, y=True, alpha=0.15)
+        self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
+        self._seen: tuple = ()
+
+    def update(self, dev: DeviceFollower, view: View) -> None:
+        seen = tuple((name, ro.evaluations) for name, ro in dev.readouts.items())
+        if seen == self._seen:   # nothing new in any history: leave the curves (and their paint cache)
+            return
+        self._seen = seen
+        names = set()
+        for i, (name, ro) in enumerate(dev.readouts.items()):
+            colour = READOUT_COLOURS[i % len(READOUT_COLOURS)]
+            x = ro.history.get("n_train")
+            for col, values in ro.history.items():
+                kind = col.split("_", 1)[0]
+                if kind not in ("prequential", "test") or x is None or len(values) == 0:
+                    continue
+                names.add(col.split("_", 1)[1])
+                key = (name, col)
+                if key not in self.curves:
+                    style = QtCore.Qt.PenStyle.SolidLine if kind == "test" else QtCore.Qt.PenStyle.DashLine
+                    self.curves[key] = self.plot.plot(pen=pg.mkPen(colour, width=1.5, style=style),
+                                                      symbol="o", symbolSize=4, symbolBrush=colour,
+                                                      symbolPen=None, name=f"{name} {kind}", connect="finite")
+                self.curves[key].setData(np.asarray(x, float), np.asarray(values, float))
+        if names:
+            self.plot.setLabel("left", " / ".join(sorted(names)))
+
+    def has_data(self) -> bool:
+        return any(c.xData is not None and len(c.xData) for c in self.curves.values())
+
+
+def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower) -> dict[str, Panel]:
+    """The panels that what ``dev`` holds calls for, stacked in ``layout``, time axes linked."""
+    panels: dict[str, Panel] = {}
+    row = 0
+
+    def add(panel_cls: type[Panel], *args: Any, key: str | None = None) -> Panel:
+        nonlocal row
+        plot = layout.addPlot(row=row, col=0)
+        panel = panel_cls(plot, dev, *args)
+        panel.layout, panel.row = layout, row
+        row += 1
+        panels[key or panel.name] = panel
+        return panel
+
+    signals = add(SignalsPanel)
+    feats = add(FeaturesPanel)
+    feats.plot.setXLink(signals.plot)
+    for stream, buf in dev.spikes.items():
+        suffix = "" if len(dev.spikes) == 1 else f":{stream}"
+        raster = add(RasterPanel, buf, key=f"raster{suffix}")
+        rate = add(RatePanel, buf, key=f"rate{suffix}")
+        raster.plot.setXLink(signals.plot)
+        rate.plot.setXLink(signals.plot)
+    # one time axis, under the lowest of the linked panels: the others' would repeat it (and
+    # every axis costs a text redraw per frame)
+    linked = [p for key, p in panels.items() if key.split(":")[0] in ("signals", "features", "raster", "rate")]
+    for panel in linked[:-1]:
+        panel.plot.hideAxis("bottom")
+    add(MetricsPanel)
+    # axes are redrawn (text and all) only when their range changes; otherwise Qt paints a
+    # cached pixmap of them, which is most of what a frame would cost
+    for panel in panels.values():
+        for side in ("left", "bottom"):
+            axis = panel.plot.getAxis(side)
+            axis.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            # units as given ("s", "Hz"): an automatic SI prefix would re-lay out the label
+            # (rich text) every time the range moves
+            axis.enableAutoSIPrefix(False)
+    return panels

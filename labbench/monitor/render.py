@@ -1,0 +1,199 @@
+"""Entry points of the monitor: follow a store in a window, or render it to PNG / markdown.
+
+- :func:`watch` opens the window and follows the store until the window is closed;
+- :func:`snapshot` renders the same window off-screen to one PNG (data up to the
+  ``committed`` rows at that moment);
+- :func:`report` writes one PNG per device and a short markdown summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .source import StoreFollower
+
+
+def _offscreen() -> None:
+    """Render without a display (set before the QApplication exists)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def _needs_display() -> None:
+    """Fall back to off-screen rendering when there is no display to open a window on."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        _offscreen()
+
+
+def snapshot(store: str | os.PathLike[str], out: str | os.PathLike[str], *, device: str | None = None,
+             window: float | None = None, size: tuple[int, int] = (1400, 1000)) -> Path:
+    """Render the monitor of ``store`` off-screen to the PNG ``out``.
+
+    Parameters
+    ----------
+    store : path
+        A run store, finished or still being written.
+    out : path
+        PNG to write.
+    device : str, optional
+        The device shown (default: the first).
+    window : float, optional
+        Show only the last ``window`` seconds (steps for software reservoirs); default the
+        whole run.
+    size : (int, int)
+        Width and height in pixels.
+
+    Returns
+    -------
+    Path of the PNG.
+    """
+    _offscreen()
+    from .window import MonitorWindow, application
+
+    follower = StoreFollower(store)
+    application()
+    win = MonitorWindow(follower, window=window, device=device)
+    try:
+        win.catch_up()
+        win.grab_png(str(out), size)
+    finally:
+        win.close()
+    return Path(out)
+
+
+def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
+           size: tuple[int, int] = (1400, 1000)) -> Path:
+    """Write ``<device>.png`` for every device and ``report.md`` into ``out_dir``.
+
+    ``out_dir`` defaults to ``<store>-report`` next to the store. Returns the markdown's path.
+    """
+    _offscreen()
+    from .window import MonitorWindow, application
+
+    store = Path(store)
+    follower = StoreFollower(store)
+    out = Path(out_dir) if out_dir is not None else store.with_name(store.name.removesuffix(".zarr") + "-report")
+    out.mkdir(parents=True, exist_ok=True)
+    application()
+    win = MonitorWindow(follower, window=None)
+    images: dict[str, str] = {}
+    try:
+        win.catch_up()
+        for name in follower.devices:
+            win.device_box.setCurrentText(name)
+            path = out / f"{_safe(name)}.png"
+            win.grab_png(str(path), size)
+            images[name] = path.name
+    finally:
+        win.close()
+    md = out / "report.md"
+    md.write_text(_markdown(follower, images), encoding="utf-8")
+    return md
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _markdown(follower: StoreFollower, images: dict[str, str]) -> str:
+    a = follower.attrs
+    lines = [f"# {a.get('protocol_name')}: {follower.path.name}", ""]
+    lines += [f"- **status**: {follower.status}" + (f" — {a.get('error')}" if a.get("error") else ""),
+              f"- **protocol**: `{a.get('protocol_source')}` (sha256 {str(a.get('protocol_sha256'))[:12]}…)",
+              f"- **seed**: {a.get('seed')}; **host**: {a.get('host')}",
+              f"- **started**: {a.get('started')}; **ended**: {a.get('ended')}"]
+    if a.get("overrides"):
+        lines.append(f"- **overrides**: `{json.dumps(a['overrides'])}`")
+    lines += ["", "| device | driver | rows committed | expected | restarts | warnings |", "|---|---|---|---|---|---|"]
+    for name, d in follower.devices.items():
+        lines.append(f"| {name} | {d.driver} | {d.committed:,} | {d.expected_rows or '—'} | "
+                     f"{len(d.attrs.get('restarts') or [])} | {len(d.attrs.get('warnings') or [])} |")
+    metrics = a.get("metrics") or {}
+    rows = [(dev, ro, m) for dev, ms in metrics.items() for ro, m in (ms or {}).items()]
+    if rows:
+        keys = sorted({k for _, _, m in rows for k in m if not k.startswith("n_")})
+        lines += ["", "| device | readout | " + " | ".join(keys) + " | n_train | n_test |",
+                  "|---|---|" + "---|" * (len(keys) + 2)]
+        for dev, ro, m in rows:
+            lines.append(f"| {dev} | {ro} | " + " | ".join(_fmt(m.get(k)) for k in keys)
+                         + f" | {m.get('n_train', '')} | {m.get('n_test', '')} |")
+    timings = a.get("timings") or {}
+    if timings:
+        lines += ["", "Timings: " + ", ".join(f"{k} {_fmt(v)}" for k, v in timings.items()
+                                            if isinstance(v, (int, float)))]
+    for w in a.get("warnings") or []:
+        lines.append(f"- warning: {w}")
+    for name, png in images.items():
+        lines += ["", f"## {name}", "", f"![{name}]({png})"]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def watch(store: str | os.PathLike[str], *, device: str | None = None, window: float | None | str = "auto",
+          interval_ms: int = 50, exit_when_done: bool = False, stats: str | os.PathLike[str] | None = None,
+          wait_s: float = 0.0) -> int:
+    """Open the monitor window on ``store`` and follow it until the window is closed.
+
+    Parameters
+    ----------
+    exit_when_done : bool
+        Close the window once the run has ended and everything is drawn.
+    stats : path, optional
+        Write frame and poll statistics as JSON when the window closes.
+    wait_s : float
+        Wait up to this long for the store to appear (``labbench run --monitor``).
+    """
+    _needs_display()
+    from .window import MonitorWindow, application
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            follower = StoreFollower(store)
+            break
+        except Exception:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+    app = application()
+    win = MonitorWindow(follower, window=window, device=device, interval_ms=interval_ms)
+    win.show()
+    t0 = time.perf_counter()
+    startup_cpu = time.process_time()
+    if exit_when_done:
+        def check() -> None:
+            if follower.status != "running" and follower.caught_up() and not win.paused:
+                win.timer.stop()
+                app.quit()
+        win.timer.timeout.connect(check)
+    win.start()
+    app.exec()
+    wall = time.perf_counter() - t0
+    win.timer.stop()
+    if stats is not None:
+        painted = sum(v.painted.count for v in win.views.values())
+        refresh = sorted(win.refresh_seconds)
+        Path(stats).write_text(json.dumps({
+            "wall_s": wall, "startup_cpu_s": startup_cpu, "cpu_s": time.process_time(),
+            "frames_painted": painted, "painted_fps": painted / wall if wall else 0.0,
+            "redraws": win.frames, "polls": follower.polls, "poll_s_total": follower.poll_seconds,
+            "refresh_s_median": refresh[len(refresh) // 2] if refresh else None,
+            "refresh_s_p95": refresh[int(len(refresh) * 0.95)] if refresh else None,
+            "status": follower.status, "rows": {n: d.position for n, d in follower.devices.items()},
+            **win.frame_stats(),
+        }, indent=1))
+    # tear the window down while Qt is still whole: left to the interpreter's exit, the
+    # order in which PySide6 and pyqtgraph free their objects can crash the process
+    win.close()
+    win.deleteLater()
+    app.processEvents()
+    del win
+    return 0
