@@ -195,5 +195,4 @@ def watch(store: str | os.PathLike[str], *, device: str | None = None, window: f
     win.close()
     win.deleteLater()
     app.processEvents()
-    del win
     return 0
