@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -334,3 +335,33 @@ def test_monitor_follows_a_live_run_to_its_end(ray_session, store_root, tmp_path
     assert s["status"] == "complete" and s["rows"] == {"esn": 4050}
     assert s["frames_painted"] >= 1 and s["redraws"] >= 2
     assert run.status == "complete"
+
+
+
+def test_run_with_monitor_opens_the_window_on_the_new_store(ray_session, store_root, monkeypatch):
+    """``labbench run --monitor`` starts ``labbench monitor <its store>`` in its own process,
+    and the window stays open (on the final state) after the run has ended."""
+    import labbench.cli as cli
+
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(cmd, *args, **kwargs):
+        proc = real_popen(cmd, *args, **kwargs)
+        started.append((cmd, proc))
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    rc = cli.main(["run", str(Path(__file__).parents[1] / "protocols" / "narma10.toml"), "--monitor", "--quiet",
+                   "--store-root", str(store_root), "--set", "device.params.units=50",
+                   "--set", "run.train=400", "--set", "run.test=100"])
+    assert rc == 0 and len(started) == 1
+    cmd, proc = started[0]
+    try:
+        store = next(store_root.iterdir())
+        assert cmd[1:] == ["-m", "labbench.cli", "monitor", str(store)]
+        time.sleep(3)
+        assert proc.poll() is None, "the window closed by itself"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
