@@ -29,6 +29,7 @@ SMALL = {
     "memory_capacity": {"max_delay": 20},
     "digits": {"present": 3, "rest": 0},  # rest rows have NaN targets by design (tests/test_live.py)
     "spoken_digits": {"n_speakers": 3, "n_test_speakers": 1, "repeats": 1, "rest": 0},
+    "xor": {"delay": 1, "hold": 2},
 }
 
 
@@ -50,7 +51,7 @@ def _lorenz_raw(data: TaskData) -> np.ndarray:
 
 
 def test_registry_names_match_classes():
-    assert set(TASKS) == {"mackey_glass", "narma", "lorenz", "memory_capacity", "digits", "spoken_digits"}
+    assert set(TASKS) == {"mackey_glass", "narma", "lorenz", "memory_capacity", "digits", "spoken_digits", "xor"}
     for name, cls in TASKS.items():
         assert issubclass(cls, Task)
         assert cls().name == name
@@ -370,3 +371,19 @@ def test_memory_capacity_bounds_validated():
         get_task("memory_capacity", low=0.5, high=0.1)
     assert isinstance(get_task("memory_capacity"), MemoryCapacity)
     assert isinstance(get_task("mackey_glass"), MackeyGlass)
+
+
+def test_temporal_xor_targets_and_score():
+    from labbench.tasks import get_task
+
+    task = get_task("xor", delay=2, hold=3)
+    data = task.generate(300, seed=4)
+    u, y = data.inputs[:, 0], data.targets[:, 0]
+    bits = u[::3]
+    assert set(np.unique(u)) <= {0.0, 1.0} and np.all(u.reshape(-1, 3) == bits[:, None])   # each bit held 3 rows
+    want = np.zeros_like(bits)
+    want[3:] = np.logical_xor(bits[1:-2], bits[:-3])     # y[i] = b[i-2] XOR b[i-3]
+    np.testing.assert_array_equal(y[::3], want)
+    assert task.score(y, y)["accuracy"] == 1.0
+    assert task.score(y, 1.0 - y)["accuracy"] == 0.0
+    assert 0.4 < task.score(y, np.full_like(y, 0.4))["accuracy"] < 0.6   # "always 0" is at chance

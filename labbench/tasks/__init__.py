@@ -18,6 +18,7 @@ from labbench.tasks.mackey_glass import MackeyGlass
 from labbench.tasks.memory_capacity import MemoryCapacity
 from labbench.tasks.narma import Narma
 from labbench.tasks.spoken_digits import SpokenDigits
+from labbench.tasks.xor import TemporalXor
 
 __all__ = [
     "TASKS",
@@ -31,6 +32,7 @@ __all__ = [
     "Task",
     "TaskData",
     "TaskSpec",
+    "TemporalXor",
     "get_task",
 ]
 
@@ -41,9 +43,11 @@ TASKS: dict[str, type[Task]] = {
     "memory_capacity": MemoryCapacity,
     "digits": Digits,
     "spoken_digits": SpokenDigits,
+    "xor": TemporalXor,
 }
 
-TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits, SpokenDigits], Field(discriminator="name")]
+TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits, SpokenDigits, TemporalXor],
+                     Field(discriminator="name")]
 """Any registered task, chosen by its ``name`` key (for protocol models)."""
 
 
