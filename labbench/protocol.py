@@ -190,6 +190,8 @@ class Protocol(_Section):
         params = dict(dev.params)
         if "n_inputs" in cls.Params.model_fields and "n_inputs" not in params:
             params["n_inputs"] = self.task.n_inputs
+        if dev.mock:
+            params = cls.mock_params(params)
         return params
 
     def resolved(self) -> dict[str, Any]:

@@ -156,6 +156,13 @@ class Reservoir(ABC):
     def close(self) -> None:
         """Release the device, leaving hardware safe. Always safe to call."""
 
+    @classmethod
+    def mock_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters that swap the real device for its mock (``mock = true`` in a
+        protocol, ``--mock`` on the command line). Software reservoirs are their own
+        mock: unchanged."""
+        return params
+
     def health(self) -> list[str]:
         """Warnings about the device's behaviour so far (silent, saturated, ...); none by default.
 
