@@ -1,0 +1,234 @@
+"""The MEA as a reservoir: inputs become stimulation, detected spikes become features.
+
+One row of a run is ``row_ms`` of device time. For a block of ``T`` rows the driver:
+
+1. encodes the inputs as pulses (:class:`~.encoder.RateEncoder`);
+2. has :class:`~.safety.SafetyGuard` check every pulse. An unsafe request raises
+   :class:`~.safety.UnsafeStimulation` and nothing reaches the device;
+3. asks the back end to record ``T * row_ms`` while it delivers them;
+4. bins the detected spikes per row and electrode (``features = "counts"``), or filters
+   them into rates (``"rates"``: an exponential trace with time constant ``tau_ms``, in Hz).
+
+The back end is a parameter: ``culture`` (the in-silico culture, the mock), ``serial``
+(a board speaking ``docs/serial-protocol.md`` at ``url``; ``labbench emulate mea`` serves
+the culture that way) or ``cl`` (Cortical Labs CL1 through the ``cl`` API). A protocol
+swaps one for another by changing ``backend`` (and ``url``), or with ``mock = true``,
+which forces the culture. Spikes and the stimulation log go to the store as raw streams:
+``spikes`` (time_s, electrode) and ``stim`` (time_s, electrode).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...reservoir import Block, RawStreamSpec, Reservoir, Spec
+from .backend import MEABackend
+from .encoder import RateEncoder
+from .layout import ElectrodeLayout
+from .safety import SafetyGuard, SafetyLimits
+from .stimulation import BiphasicPulse, schedule_arrays
+
+
+class MEAParams(BaseModel):
+    """Parameters of :class:`MEA` (times in ms unless named otherwise)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["culture", "serial", "cl"] = Field("culture", description="which device: the in-silico "
+                                                        "culture (mock), a serial board, or a Cortical Labs CL1")
+    url: str | None = Field(None, description="pyserial URL of a serial board (/dev/ttyACM0, socket://host:port)")
+    n_inputs: int = Field(1, gt=0, description="input channels (set from the task by the bench)")
+    row_ms: float = Field(20.0, gt=0, description="device time of one row of the run")
+    features: Literal["counts", "rates"] = Field("counts", description="spike counts per row and electrode, "
+                                                 "or exponentially filtered rates (Hz)")
+    tau_ms: float = Field(50.0, gt=0, description="time constant of the 'rates' filter")
+    # the array
+    rows: int = Field(8, gt=0, description="electrode grid rows")
+    cols: int = Field(8, gt=0, description="electrode grid columns")
+    pitch_um: float = Field(200.0, gt=0, description="electrode pitch (um)")
+    unusable: list[int] = Field([0, 7, 15, 56, 63], description="electrodes that neither record nor stimulate")
+    # the encoder
+    group_size: int = Field(4, gt=0, description="electrodes stimulated per input channel")
+    max_pulses: int = Field(2, ge=0, description="pulses per row at the top of the input range")
+    input_low: float = Field(0.0, description="input value that gives no pulse")
+    input_high: float = Field(1.0, description="input value that gives max_pulses pulses")
+    amplitude_ua: float = Field(10.0, description="pulse amplitude per phase (uA)")
+    phase_us: float = Field(200.0, description="pulse phase width (us)")
+    # safety (defaults: docstring of drivers/mea/safety.py)
+    max_charge_nc: float = Field(3.0, gt=0, description="charge per phase limit (nC)")
+    max_amplitude_ua: float = Field(50.0, gt=0, description="amplitude limit (uA)")
+    max_phase_us: float = Field(500.0, gt=0, description="phase width limit (us)")
+    max_rate_hz: float = Field(200.0, gt=0, description="pulses per second limit on any electrode")
+    forbidden: list[int] = Field([], description="electrodes that must never be stimulated")
+    # the in-silico culture
+    culture: dict[str, Any] = Field({}, description="parameters of the in-silico culture (CultureParams)")
+    cl: dict[str, Any] = Field({}, description="options of the CL1 back end (ClBackend: accelerated_time, "
+                               "seed, recording_dir, ...)")
+    seed: int = Field(0, description="seed of the culture and of the electrode groups")
+
+
+class MEA(Reservoir):
+    """A multi-electrode array with a neuron culture, as a reservoir (see the module doc)."""
+
+    name = "mea"
+    Params = MEAParams
+    deterministic: ClassVar[bool] = False   # set per instance: the culture back end replays exactly
+
+    def __init__(self, **params: Any) -> None:
+        self.params = MEAParams(**params)
+        p = self.params
+        self.layout = ElectrodeLayout(p.rows, p.cols, p.pitch_um, tuple(p.unusable))
+        self.limits = SafetyLimits(max_charge_nc=p.max_charge_nc, max_amplitude_ua=p.max_amplitude_ua,
+                                   max_phase_us=p.max_phase_us, max_rate_hz=p.max_rate_hz,
+                                   forbidden=tuple(p.forbidden))
+        if p.backend == "cl":   # the CL1's own grid and limits, where tighter than the protocol's
+            from .cl_backend import cl_layout, cl_safety_limits
+
+            self.layout = cl_layout(pitch_um=p.pitch_um)
+            cl = cl_safety_limits()
+            lim = self.limits
+            self.limits = SafetyLimits(max_charge_nc=min(lim.max_charge_nc, cl.max_charge_nc),
+                                       max_amplitude_ua=min(lim.max_amplitude_ua, cl.max_amplitude_ua),
+                                       max_phase_us=min(lim.max_phase_us, cl.max_phase_us),
+                                       min_phase_us=max(lim.min_phase_us, cl.min_phase_us),
+                                       max_rate_hz=min(lim.max_rate_hz, cl.max_rate_hz), forbidden=lim.forbidden)
+        self.encoder = RateEncoder(self.layout, p.n_inputs, p.row_ms / 1000.0,
+                                   BiphasicPulse(p.amplitude_ua, p.phase_us), p.group_size, p.max_pulses,
+                                   p.input_low, p.input_high, p.seed)
+        self.guard = SafetyGuard(self.limits, self.layout.n_electrodes, self.layout.unusable)
+        # refuse an unsafe encoder now, not at the first block: one row at full scale
+        self.guard.check(self.encoder.encode(np.full((1, p.n_inputs), p.input_high)), 0.0)
+        self.guard.reset()
+        self.deterministic = p.backend == "culture"
+        self.spec = Spec(n_inputs=p.n_inputs, n_features=self.layout.n_electrodes, dt=p.row_ms / 1000.0,
+                         realtime=p.backend == "cl", feature_name="electrode",
+                         raw={"spikes": RawStreamSpec({"time_s": "float64", "electrode": "int32"},
+                                                      "one row per detected spike (device time, s)",
+                                                      time_column="time_s", time_scale=1.0,
+                                                      channel_column="electrode"),
+                              "stim": RawStreamSpec({"time_s": "float64", "electrode": "int32"},
+                                                    "one row per pulse and electrode (device time, s)",
+                                                    time_column="time_s", time_scale=1.0,
+                                                    channel_column="electrode")})
+        self.backend: MEABackend | None = None
+        self.info: dict[str, Any] = {}
+        self._trace = np.zeros(self.layout.n_electrodes)
+        self._rows = 0
+        self.gaps: list[tuple[float, float]] = []
+        self.last_window: dict[str, Any] = {}
+
+    @classmethod
+    def mock_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The in-silico culture instead of whatever device the protocol names."""
+        return {**{k: v for k, v in params.items() if k != "url"}, "backend": "culture"}
+
+    # -- life cycle ------------------------------------------------------------------------
+    def _make_backend(self) -> MEABackend:
+        p = self.params
+        if p.backend == "culture":
+            from .culture import InSilicoCulture
+
+            return InSilicoCulture({**p.culture, "seed": p.culture.get("seed", p.seed)}, layout=self.layout)
+        if p.backend == "serial":
+            if not p.url:
+                raise ValueError("mea: backend 'serial' needs url (e.g. /dev/ttyACM0, socket://127.0.0.1:5000, "
+                                 "or the tty that `labbench emulate mea` prints)")
+            from .serial_board import SerialBoard
+
+            return SerialBoard(p.url, layout=self.layout)
+        from .cl_backend import ClBackend
+
+        return ClBackend(layout=self.layout, **p.cl)
+
+    def open(self) -> None:
+        if self.backend is not None:
+            return
+        backend = self._make_backend()
+        try:
+            self.info = dict(backend.open())
+        except BaseException:
+            backend.close()
+            raise
+        self.backend = backend
+
+    def reset(self, seed: int | None = None) -> None:
+        self.close()
+        if seed is not None:
+            self.params = self.params.model_copy(update={"seed": seed})
+        self._trace[:] = 0.0
+        self._rows = 0
+        self.guard.reset()
+        self.gaps = []
+
+    def close(self) -> None:
+        """Stop stimulation and disconnect; safe to call at any time, also after a failure."""
+        backend, self.backend = self.backend, None
+        if backend is None:
+            return
+        try:
+            backend.stop_stimulation()
+        finally:
+            backend.close()
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, u: np.ndarray) -> Block:
+        if self.backend is None:
+            raise RuntimeError("mea: run() before open()")
+        u = self._check_input(u)
+        T = len(u)
+        row_s = self.params.row_ms / 1000.0
+        if T == 0:   # nothing to deliver or record (the bench asks once, for the dtype)
+            empty = {"time_s": np.zeros(0), "electrode": np.zeros(0, np.int32)}
+            return Block(features=np.zeros((0, self.layout.n_electrodes), np.float32),
+                         raw={"spikes": dict(empty), "stim": dict(empty)})
+        pulses = self.encoder.encode(u)
+        # where this window will start on the device's clock (a real-time device may start it
+        # where the last one ended, a little in the past)
+        start = getattr(self.backend, "next_start_s", self.backend.time_s)
+        self.guard.check(pulses, start)          # UnsafeStimulation: nothing has been sent
+        t0 = time.perf_counter()
+        window = self.backend.record(T * row_s, pulses)
+        wall = time.perf_counter() - t0
+        self.gaps.extend(window.gaps)
+        rel = window.spikes.time_s - window.start_s
+        row = np.clip(np.floor(rel / row_s + 1e-9).astype(np.int64), 0, max(T - 1, 0))
+        counts = np.zeros((T, self.layout.n_electrodes), dtype=np.float32)
+        if len(rel):
+            np.add.at(counts, (row, window.spikes.electrode.astype(np.int64)), 1.0)
+        features = counts if self.params.features == "counts" else self._rates(counts, row_s)
+        st, se = schedule_arrays(pulses)
+        self._rows += T
+        self.last_window = {"start_s": window.start_s, "duration_s": window.duration_s, "wall_s": wall,
+                            "spikes": int(len(window.spikes)), "pulses": len(pulses), **window.info}
+        return Block(features=features, raw={
+            "spikes": {"time_s": np.asarray(window.spikes.time_s, dtype=np.float64),
+                       "electrode": np.asarray(window.spikes.electrode, dtype=np.int32)},
+            "stim": {"time_s": st + window.start_s, "electrode": se}})
+
+    def _rates(self, counts: np.ndarray, row_s: float) -> np.ndarray:
+        """Exponential trace of the counts, in spikes per second (r += (c / row_s - r) * (1 - a))."""
+        a = math.exp(-row_s / (self.params.tau_ms / 1000.0))
+        out = np.empty_like(counts)
+        r = self._trace
+        for t in range(len(counts)):   # T x 64: a short loop over rows, vectorised over electrodes
+            r = a * r + (1 - a) * counts[t] / row_s
+            out[t] = r
+        self._trace = r
+        return out
+
+    # -- reporting -------------------------------------------------------------------------
+    def health(self) -> list[str]:
+        if self._rows and self.last_window.get("spikes", 0) == 0:
+            return [f"mea: no spike detected in the last window ({self.last_window.get('duration_s', 0):.3g} s): "
+                    "is the culture alive, the threshold too high, or the recording off?"]
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        return {"driver": self.name, "params": self.params.model_dump(), "layout": self.layout.to_dict(),
+                "encoder": self.encoder.to_dict(), "safety": self.limits.to_dict(), "device": self.info,
+                "gaps": [list(g) for g in self.gaps]}
