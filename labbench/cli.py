@@ -53,6 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .protocol import load
 
     proto = load(args.protocol, overrides=args.set)  # ProtocolError -> exit 2 before anything starts
+    if args.mock:   # every device's mock: the same protocol, only the devices swapped
+        mocks = (["device.mock=true"] if proto.device is not None else
+                 [f"devices.{i}.mock=true" for i in range(len(proto.devices))])
+        proto = load(args.protocol, overrides=[*args.set, *mocks])
     out = _console()
     if proto.sweep is not None and not args.no_sweep:
         return _run_sweep(args, proto, out)
@@ -95,6 +99,27 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         os.nice(args.nice)   # the run on this machine comes first; the window takes what CPU is left
     return watch(args.store, device=args.device, window="auto" if args.window is None else window,
                  interval_ms=args.interval_ms, exit_when_done=args.exit_when_done, stats=args.stats)
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    """``labbench emulate mea``: the in-silico culture behind the serial protocol on a pty."""
+    import tomllib
+
+    from .drivers.mea.culture import InSilicoCulture
+    from .drivers.mea.firmware import emulate
+    from .drivers.mea.layout import ElectrodeLayout
+
+    params: dict[str, Any] = {"seed": args.seed}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --set {item!r}: expected KEY=VALUE (a CultureParams field)")
+        params[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+    layout = ElectrodeLayout()
+    print(f"labbench emulate {args.device}: in-silico culture (seed {args.seed}) behind docs/serial-protocol.md; "
+          f"run a protocol with --set device.params.backend=serial --set device.params.url=<the path below>; "
+          f"Ctrl-C stops it", file=sys.stderr)
+    return emulate(lambda: InSilicoCulture(params, layout=layout))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -420,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-sweep", action="store_true", help="run the base protocol once, ignoring its [sweep]")
     p.add_argument("--top", type=int, default=20, metavar="N", help="sweep: trials to list (default 20)")
+    p.add_argument("--mock", action="store_true",
+                   help="run every device on its mock (e.g. the in-silico culture instead of a real MEA); "
+                        "software reservoirs are their own mock")
     p.add_argument("--monitor", action="store_true",
                    help="open the live monitor on the run's store (in its own process) as soon as it exists")
     p.set_defaults(func=cmd_run)
@@ -509,6 +537,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=2, default=(1400, 1000), metavar=("W", "H"),
                    help="image size in pixels (default 1400 1000)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("emulate", help="serve a simulated device behind its real serial protocol on a pty",
+                       description="Start a device's firmware emulator on a pseudo-terminal and print the tty "
+                                   "path; the real serial driver then talks to it as to the board.",
+                       epilog="Example:\n  labbench emulate mea          # prints e.g. /tmp/labbench-mea-1234\n"
+                              "  labbench run protocols/mea_xor.toml --set device.params.backend=serial "
+                              "--set device.params.url=/tmp/labbench-mea-1234",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("device", choices=["mea"], help="which device (mea: the in-silico culture on an MEA board)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the culture (default 0)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a culture parameter (CultureParams), e.g. --set n_neurons=500 (repeatable; TOML values)")
+    p.set_defaults(func=cmd_emulate)
 
     p = sub.add_parser("devices", help="list installed drivers and whether each is available")
     p.add_argument("--json", action="store_true")
