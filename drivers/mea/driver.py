@@ -211,15 +211,16 @@ class MEA(Reservoir):
             "stim": {"time_s": st + window.start_s, "electrode": se}})
 
     def _rates(self, counts: np.ndarray, row_s: float) -> np.ndarray:
-        """Exponential trace of the counts, in spikes per second (r += (c / row_s - r) * (1 - a))."""
+        """Exponential trace of the counts in spikes per second, ``r[t] = a r[t-1] + (1 - a) c[t] / row_s``
+        with ``a = exp(-row / tau)``, carried across blocks (one IIR filter over the block)."""
+        from scipy.signal import lfilter
+
+        if len(counts) == 0:
+            return counts
         a = math.exp(-row_s / (self.params.tau_ms / 1000.0))
-        out = np.empty_like(counts)
-        r = self._trace
-        for t in range(len(counts)):   # T x 64: a short loop over rows, vectorised over electrodes
-            r = a * r + (1 - a) * counts[t] / row_s
-            out[t] = r
-        self._trace = r
-        return out
+        out, _ = lfilter([1 - a], [1, -a], counts / row_s, axis=0, zi=(a * self._trace)[None, :])
+        self._trace = out[-1].astype(np.float64)
+        return out.astype(np.float32)
 
     # -- reporting -------------------------------------------------------------------------
     def health(self) -> list[str]:
