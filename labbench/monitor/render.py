@@ -138,8 +138,7 @@ def _fmt(v: Any) -> str:
 
 
 def watch(store: str | os.PathLike[str], *, device: str | None = None, window: float | None | str = "auto",
-          interval_ms: int = 50, exit_when_done: bool = False, stats: str | os.PathLike[str] | None = None,
-          wait_s: float = 0.0) -> int:
+          interval_ms: int = 50, exit_when_done: bool = False, stats: str | os.PathLike[str] | None = None) -> int:
     """Open the monitor window on ``store`` and follow it until the window is closed.
 
     Parameters
@@ -148,21 +147,11 @@ def watch(store: str | os.PathLike[str], *, device: str | None = None, window: f
         Close the window once the run has ended and everything is drawn.
     stats : path, optional
         Write frame and poll statistics as JSON when the window closes.
-    wait_s : float
-        Wait up to this long for the store to appear (``labbench run --monitor``).
     """
     _needs_display()
     from .window import MonitorWindow, application
 
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            follower = StoreFollower(store)
-            break
-        except Exception:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.1)
+    follower = StoreFollower(store)
     app = application()
     win = MonitorWindow(follower, window=window, device=device, interval_ms=interval_ms)
     win.show()
