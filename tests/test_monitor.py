@@ -163,7 +163,8 @@ def _panel_pixels(win, device: str, key: str) -> np.ndarray:
     view = win.views[device]
     vb = view.panels[key].plot.vb
     rect = view.graphics.mapFromScene(vb.sceneBoundingRect()).boundingRect()
-    img = view.graphics.grab(rect).toImage().convertToFormat(view.graphics.grab(rect).toImage().Format.Format_RGB32)
+    grabbed = view.graphics.grab(rect).toImage()
+    img = grabbed.convertToFormat(grabbed.Format.Format_RGB32)
     ptr = img.constBits()
     arr = np.frombuffer(ptr, dtype=np.uint8, count=img.sizeInBytes()).reshape(img.height(), img.bytesPerLine())
     return arr[:, : img.width() * 4].reshape(img.height(), img.width(), 4)[..., :3].copy()

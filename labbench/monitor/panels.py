@@ -137,7 +137,7 @@ class FeaturesPanel(Panel):
     def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
         super().__init__(plot)
         shown = len(dev.units)
-        sub = f", every {dev._unit_step}th of {dev.n_features}" if dev._unit_step > 1 else ""
+        sub = f", every {dev.unit_step}th of {dev.n_features}" if dev.unit_step > 1 else ""
         plot.setTitle(f"features ({shown} {dev.feature_name}s{sub})")
         plot.setLabel("bottom", *_time_label(dev))
         plot.setLabel("left", dev.feature_name)

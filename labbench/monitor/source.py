@@ -241,6 +241,7 @@ class SpikeBuffer:
     ch: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     all_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
     all_ch: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    columns: tuple[str, str] = ("time", "channel")   # the stream's time and channel columns
     rate: Series | None = None     # mean rate per channel (Hz) per row
     position: int = 0              # events read so far
 
@@ -291,7 +292,7 @@ class DeviceFollower:
         step = max(1, math.ceil(self.n_features / max_units)) if self.n_features else 1
         #: the feature columns shown (every ``step``-th unit)
         self.units = np.arange(0, self.n_features, step)
-        self._unit_step = step
+        self.unit_step = step
         self.position = 0
         self.committed = 0
         self.expected_rows = attrs.get("expected_rows")
@@ -334,9 +335,8 @@ def _spike_buffer(stream: str, s: dict[str, Any], dev: DeviceFollower, max_event
     else:
         scale, label = 1.0, dev.time_unit
     buf = SpikeBuffer(stream, int(s.get("n_channels") or dev.n_features or 1), scale, label, recent_seconds,
-                      max_events)
+                      max_events, columns=(tcol, ccol))
     buf.rate = dev.series(None)
-    buf.columns = (tcol, ccol)  # type: ignore[attr-defined]
     return buf
 
 
@@ -489,7 +489,7 @@ class StoreFollower:
         x = dev.times(a, b)
         inputs, targets, feats = _read_arrays(self.path / name, {
             "inputs": (slice(a, b),), "targets": (slice(a, b),),
-            "features": (slice(a, b), slice(None, None, dev._unit_step))})
+            "features": (slice(a, b), slice(None, None, dev.unit_step))})
         dev.inputs.append(x, np.asarray(inputs, dtype=np.float64))
         targets = np.asarray(targets, dtype=np.float64)
         if targets.ndim == 2 and targets.shape[1]:
@@ -517,7 +517,7 @@ class StoreFollower:
         end = int(offsets[n_blocks - 1]) if n_blocks else 0
         if b < dev.committed:   # a partial catch-up read: stop at the events of row b
             end = buf.position + _events_before(rg, buf, dev, b, end)
-        tcol, ccol = buf.columns  # type: ignore[attr-defined]
+        tcol, ccol = buf.columns
         t = np.asarray(rg[tcol][buf.position:end], dtype=np.float64)
         ch = np.asarray(rg[ccol][buf.position:end], dtype=np.int32)
         buf.position = end
@@ -601,7 +601,7 @@ def _subgroups(path: Path) -> list[str]:
 
 def _events_before(rg: zarr.Group, buf: SpikeBuffer, dev: DeviceFollower, row: int, end: int) -> int:
     """How many of the events from ``buf.position`` to ``end`` fall before ``row``."""
-    tcol = buf.columns[0]  # type: ignore[attr-defined]
+    tcol = buf.columns[0]
     t = np.asarray(rg[tcol][buf.position:end], dtype=np.float64)
     scale = buf.time_scale if not math.isnan(buf.time_scale) else _guess_scale(t, dev, dev.committed)
     return int(np.searchsorted(t * scale, row * dev.dt, side="left"))
