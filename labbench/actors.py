@@ -26,6 +26,7 @@ class DeviceActor:
         self.reservoir = get_driver(driver)(**params)
         self.reservoir.open()
         self.busy_s = 0.0  # time spent inside reservoir.run
+        self._last_end: float | None = None  # when the last run_timed call finished (closed loops)
 
     def info(self) -> dict[str, Any]:
         import ray
@@ -42,6 +43,21 @@ class DeviceActor:
         block = self.reservoir.run(u)
         self.busy_s += time.perf_counter() - t0
         return block.features, block.raw
+
+    def run_timed(self, u: np.ndarray) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]], dict[str, float]]:
+        """``run`` for closed loops, with the loop's timing on this process's clock.
+
+        ``latency_s`` is how long the device sat idle since the previous ``run_timed``
+        returned (the whole loop around the bench and its policy; ``nan`` the first time),
+        ``device_s`` how long the block took.
+        """
+        t0 = time.perf_counter()
+        latency = float("nan") if self._last_end is None else t0 - self._last_end
+        block = self.reservoir.run(u)
+        t1 = time.perf_counter()
+        self.busy_s += t1 - t0
+        self._last_end = t1
+        return block.features, block.raw, {"latency_s": latency, "device_s": t1 - t0}
 
     def replay(self, u: np.ndarray) -> int:
         """Run ``u`` and keep nothing but the device's new state (after a restart); returns its rows."""
@@ -63,6 +79,9 @@ class DeviceActor:
 
     def health(self) -> list[str]:
         return self.reservoir.health()
+
+    def summary(self) -> dict[str, Any]:
+        return self.reservoir.summary()
 
     def stats(self) -> dict[str, float]:
         """Seconds spent in the driver's ``run`` and peak resident memory (MiB) of this worker."""

@@ -19,6 +19,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,10 @@ import numpy as np
 
 from .evaluation import evaluate
 from .live import TrainResult
+from .policy import LoopBlock, NextBlock, check_next, loop_timing
 from .protocol import DeviceSection, Protocol, from_dict, from_text, load
 from .reservoir import get_driver
+from .tasks import TaskData
 from .store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
 
 #: environment that keeps Ray quiet, local and on loopback (see shared/PLATFORM.md)
@@ -181,6 +184,10 @@ def resume(store: str | os.PathLike[str], *, address: str | None = None, progres
                              f"died")
         # the writer was killed (SIGKILL, power cut): the store is as it left it, every committed row intact
     proto = stored_protocol(attrs, reader.path)
+    if proto.task.closed_loop:
+        raise StoreError(f"{reader.path}: task {proto.task.name!r} is closed-loop: its policy decided each block "
+                         f"from the device's live activity, which a fresh device cannot repeat, so the run "
+                         f"cannot be resumed")
     for dev in proto.all_devices:
         cls = get_driver(dev.driver)
         if not cls.deterministic:
@@ -287,7 +294,10 @@ class _Execution:
         import ray
 
         p = self.proto
-        data = p.task.generate_run(p.run.washout, p.run.train, p.run.test, p.protocol.seed)
+        loop = p.task.closed_loop
+        # a closed loop's inputs are decided during the run, by the task's policy
+        data = (TaskData(inputs=np.zeros((0, p.task.n_inputs)), targets=np.zeros((0, p.task.n_outputs))) if loop
+                else p.task.generate_run(p.run.washout, p.run.train, p.run.test, p.protocol.seed))
         phase = np.repeat(np.array([PHASES["washout"], PHASES["train"], PHASES["test"]], dtype=np.int8),
                           [p.run.washout, p.run.train, p.run.test])
         self.timings["ray_startup_s"] = ensure_ray(self.address)
@@ -323,14 +333,23 @@ class _Execution:
                     tr = ray.remote(num_cpus=0, max_restarts=0)(TrainerActor).options(
                         scheduling_strategy=here).remote(str(store.path), ro.describe(), s.group, p.task)
                     trainers.append((s.group, ro.label, tr, tr.train.remote()))
-            self._stream(streams, store, data, phase)
+            if loop:
+                self._stream_loop(streams, store, phase)
+            else:
+                self._stream(streams, store, data, phase)
             for s in streams:
                 store.end_stream(s.group)
             results = self._collect(trainers)
             by_device: dict[str, dict[str, Any]] = {}
             device_warnings: list[str] = []
             for s in streams:
-                by_device[s.group] = self._evaluate(s, store, data, results[s.group])
+                by_device[s.group] = self._evaluate(s, store, data, results.get(s.group, []))
+                if loop:
+                    by_device[s.group]["loop"] = self._loop_metrics(s, store)
+                summary = ray.get(s.actor.summary.remote())
+                if summary:
+                    by_device[s.group]["device"] = summary
+                    store.set_summary_metrics(s.group, "device", summary)
                 self.timings.setdefault("devices", {})[s.group] = ray.get(s.actor.stats.remote())
                 found = ray.get(s.actor.health.remote())
                 store.set_device_attrs(s.group, warnings=found)
@@ -468,6 +487,112 @@ class _Execution:
         # if the writer waited little, it (not the device) set the pace
         self.timings["writer_waiting_s"] = waiting
         self.timings["samples_per_s"] = total / elapsed if elapsed > 0 else float("inf")
+
+    def _stream_loop(self, streams: list[_DeviceStream], store: RunStore, phase: np.ndarray) -> None:
+        """Closed loop: one block in flight per device; the task's policy decides each next block
+        from the one the device just returned (:mod:`labbench.policy`).
+
+        The next block is sent before the last one is written, so the device waits only for
+        the round trip and the policy. Each block's decision record and timing go to the
+        raw stream ``loop``. A restarted device is rebuilt from the stored inputs and given
+        the block it lost; the policy lives here and keeps its state.
+        """
+        import types
+
+        import ray
+        import zarr
+        from threadpoolctl import threadpool_limits
+
+        p = self.proto
+        task = p.task
+        total, block = p.run.total, p.run.block
+        policies = {s.group: task.policy(p.protocol.seed) for s in streams}
+        in_dtype = {s.group: np.dtype(store.input_dtype(s.group)) for s in streams}
+        previous: dict[str, LoopBlock | None] = {s.group: None for s in streams}
+        decided: dict[str, tuple[NextBlock, float]] = {}
+
+        def decide(s: _DeviceStream) -> None:
+            rows = min(block, total - s.next_row)
+            t0 = time.perf_counter()
+            nb = policies[s.group](previous[s.group], rows)
+            decided[s.group] = (check_next(nb, rows, task.n_inputs, task.n_outputs, task.name),
+                                time.perf_counter() - t0)
+
+        def send(s: _DeviceStream) -> None:
+            nb = decided[s.group][0]
+            a, b = s.next_row, s.next_row + len(nb.inputs)
+            u = nb.inputs.astype(in_dtype[s.group], copy=False)
+            s.pending.append(_Pending(s.actor.run_timed.remote(u), a, b, time.monotonic()))
+            s.next_row = b
+
+        # the store is written by a thread of its own, so a slow write never holds up the next decision
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labbench-loop-writer")
+        writes: deque[Future] = deque()
+
+        def drain(wait: bool) -> None:
+            """Raise the first failed write; with ``wait``, first let every queued write finish."""
+            while writes and (wait or writes[0].done()):
+                writes.popleft().result()
+
+        for s in streams:
+            decide(s)
+            send(s)
+        label = f"{p.protocol.name} on {p.describe_devices()} (closed loop)"
+        bar = _ProgressBar(total * len(streams), label, enabled=self.progress, console=self.console)
+        t_start = time.perf_counter()
+        with bar, writer, threadpool_limits(limits=1, user_api="blas"), \
+                zarr.config.set({"threading.max_workers": 1, "async.concurrency": 1}):
+            while any(s.pending for s in streams):
+                drain(wait=False)
+                heads = {s.pending[0].ref: s for s in streams if s.pending}
+                due = min(s.pending[0].submitted + s.section.timeout_s for s in heads.values())
+                ready, _ = ray.wait(list(heads), num_returns=1, timeout=max(due - time.monotonic(), 0.0))
+                if not ready:
+                    late = min(heads.values(), key=lambda s: s.pending[0].submitted + s.section.timeout_s)
+                    head = late.pending[0]
+                    raise DeviceDown(f"device {late.group!r} did not return rows {head.a}–{head.b} within "
+                                     f"{late.section.timeout_s:g} s (device.timeout_s)")
+                s = heads[ready[0]]
+                head = s.pending.popleft()
+                try:
+                    features, raw, timing = ray.get(head.ref)
+                except ray.exceptions.RayTaskError as exc:
+                    raise DeviceDown(f"device {s.group!r} failed on rows {head.a}–{head.b}: {_cause(exc)}") from None
+                except ray.exceptions.RayActorError as exc:
+                    drain(wait=True)             # every returned block is in the store before the replay
+                    self._recover(s, store, types.SimpleNamespace(inputs=store.inputs(s.group)), exc)
+                    send(s)                      # the lost block again, as the policy decided it
+                    continue
+                if features.shape[0] != head.b - head.a:
+                    raise DeviceDown(f"device {s.group!r} returned {features.shape[0]} rows for rows "
+                                     f"{head.a}–{head.b}")
+                nb, policy_s = decided[s.group]
+                last = previous[s.group]
+                previous[s.group] = LoopBlock(index=0 if last is None else last.index + 1, start=head.a,
+                                              inputs=nb.inputs, features=features, targets=nb.targets, raw=raw)
+                if s.next_row < total:           # the next block first: the device is waiting
+                    decide(s)
+                    send(s)
+                record = {"row": np.array([head.a], dtype=np.int64),
+                          "latency_s": np.array([timing["latency_s"]]), "policy_s": np.array([policy_s]),
+                          "device_s": np.array([timing["device_s"]]),
+                          **{k: np.array([v], dtype=np.float64) for k, v in nb.record.items()}}
+                a, b = head.a, head.b
+                writes.append(writer.submit(store.append, s.group, inputs=nb.inputs.astype(in_dtype[s.group]),
+                                            features=features, targets=nb.targets, phase=phase[a:b],
+                                            raw={**raw, "loop": record}))
+                bar.advance(b - a)
+            drain(wait=True)
+        elapsed = time.perf_counter() - t_start
+        self.timings["stream_s"] = elapsed
+        self.timings["samples_per_s"] = total * len(streams) / elapsed if elapsed > 0 else float("inf")
+
+    def _loop_metrics(self, s: _DeviceStream, store: RunStore) -> dict[str, Any]:
+        """The task's loop metrics and the loop's latency and jitter, from the stored ``loop`` stream."""
+        cols = RunReader(store.path).raw(s.group, "loop")
+        metrics = {**self.proto.task.score_loop(cols), **loop_timing(cols["latency_s"], cols["policy_s"])}
+        store.set_summary_metrics(s.group, "loop", metrics)
+        return metrics
 
     def _recover(self, s: _DeviceStream, store: RunStore, data, exc: Exception) -> None:
         """The device's process died: wait for Ray to restart it, rebuild its state, go on from ``committed``."""

@@ -41,11 +41,47 @@ def _metrics_table(metrics: dict[str, dict[str, Any]], title: str):
     return table
 
 
+#: entries of a device's metrics that are summaries, not readouts (see labbench.protocol._RESERVED)
+_SUMMARIES = ("loop", "device")
+
+
 def _by_device_table(by_device: dict[str, dict[str, dict[str, Any]]], title: str):
-    """One row per (device, readout): several devices side by side."""
-    if len(by_device) == 1:
-        return _metrics_table(next(iter(by_device.values())), title)
-    return _metrics_table({f"{dev} / {ro}": m for dev, ms in by_device.items() for ro, m in ms.items()}, title)
+    """One row per (device, readout): several devices side by side; then the closed loop's and
+    the devices' own summaries, one table each."""
+    from rich.console import Group
+
+    readouts = {dev: {ro: m for ro, m in ms.items() if ro not in _SUMMARIES} for dev, ms in by_device.items()}
+    parts = []
+    if any(readouts.values()):
+        parts.append(_metrics_table(next(iter(readouts.values())), title) if len(readouts) == 1 else
+                     _metrics_table({f"{dev} / {ro}": m for dev, ms in readouts.items() for ro, m in ms.items()},
+                                    title))
+    for dev, ms in by_device.items():
+        for name in _SUMMARIES:
+            if name in ms:
+                parts.append(_summary_table(ms[name], f"{dev}: {'closed loop' if name == 'loop' else 'device'}"))
+    return Group(*parts)
+
+
+def _summary_table(summary: dict[str, Any], title: str):
+    """A two-column table of a (nested) summary: ``bursts.bursts_per_min | 6.2``."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+
+    def rows(d: dict[str, Any], prefix: str = "") -> None:
+        for key, value in d.items():
+            if isinstance(value, dict):
+                rows(value, f"{prefix}{key}.")
+            elif isinstance(value, list):
+                table.add_row(prefix + key, f"{len(value)} entries")
+            else:
+                table.add_row(prefix + key, _fmt(value))
+
+    rows(summary)
+    return table
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -320,13 +356,17 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.print("  timings   " + ", ".join(f"{k} {_fmt(v)}" for k, v in timings.items() if k != "trainers"))
         for name, t in (timings.get("trainers") or {}).items():
             out.print(f"  trainer   {name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in t.items()))
+    summaries = attrs.get("metrics") or {}
     for dev in reader.devices:
         readouts = reader.readouts(dev)
-        if not readouts:
-            continue
-        out.print(_metrics_table({n: ro.get("metrics") or {} for n, ro in readouts.items()}, f"{dev}: metrics"))
-        for name, ro in readouts.items():
-            out.print(_history_line(reader, dev, name, ro, args.history))
+        if readouts:
+            out.print(_metrics_table({n: ro.get("metrics") or {} for n, ro in readouts.items()}, f"{dev}: metrics"))
+            for name, ro in readouts.items():
+                out.print(_history_line(reader, dev, name, ro, args.history))
+        for name in _SUMMARIES:        # the closed loop's and the device's own summary
+            if name in (summaries.get(dev) or {}):
+                out.print(_summary_table(summaries[dev][name],
+                                         f"{dev}: {'closed loop' if name == 'loop' else 'device'}"))
     return 0
 
 

@@ -371,6 +371,10 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
             elif ro.feedback_steps and ro.feedback_steps + 1 > proto.run.train:
                 problems.append(f"readouts[{i}].feedback_steps: at most run.train - 1 = {proto.run.train - 1} "
                                 f"(got {ro.feedback_steps})")
+        if task.closed_loop:
+            problems += task.check_block(proto.run.block)
+            if proto.sweep is not None:
+                problems.append(f"sweep: task {task.name!r} is closed-loop; sweeps run open-loop tasks only")
         if task.sequence_length is None:
             problems += [f"readouts[{i}].pool: only sequence tasks pool per sample (task {task.name!r} "
                          f"is scored row by row)" for i, ro in enumerate(proto.readouts) if ro.pool is not None]
@@ -409,6 +413,10 @@ def _placeholder() -> Task:
     return TASKS["narma"]()
 
 
+#: names in a run's metrics that are not readouts: the closed loop's and the device's own summary
+_RESERVED = frozenset({"loop", "device"})
+
+
 def _check_readouts(readouts: list[ReadoutSection]) -> list[str]:
     from .readouts import MODULES, READOUTS, module_class
 
@@ -435,6 +443,9 @@ def _check_readouts(readouts: list[ReadoutSection]) -> list[str]:
             if p not in allowed:
                 problems.append(f"{key}.{p}: unknown parameter of readout {ro.kind!r} "
                                 f"(known: {', '.join(sorted(allowed))})")
+        if ro.label in _RESERVED:
+            problems.append(f"{key}.name: {ro.label!r} is reserved for the run's own summary "
+                            f"({', '.join(sorted(_RESERVED))}); give the readout another name")
         if ro.label in seen:
             problems.append(f"{key}.name: duplicate readout name {ro.label!r}")
         seen.add(ro.label)

@@ -170,6 +170,15 @@ class Reservoir(ABC):
         """
         return []
 
+    def summary(self) -> dict[str, Any]:
+        """Facts about the device over the whole run, for the run's summary (JSON-able); none by default.
+
+        Measurements that only the driver can make, e.g. the MEA's network-burst statistics
+        and the gaps in its recording. The bench stores them as the device's ``device``
+        metrics after the stream.
+        """
+        return {}
+
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """Driver name, version, parameters, firmware, serial number (JSON-able)."""

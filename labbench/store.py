@@ -211,6 +211,10 @@ class RunStore:
     def committed(self, device: str) -> int:
         return self._devices[device].committed
 
+    def inputs(self, device: str) -> zarr.Array:
+        """The ``inputs`` array of ``device`` (rows below ``committed`` are written)."""
+        return self._devices[device].arrays["inputs"]
+
     def input_dtype(self, device: str) -> str:
         return str(self._devices[device].arrays["inputs"].dtype)
 
@@ -519,6 +523,21 @@ class RunReader:
                     part = np.concatenate([part, np.full((stop - start - len(part), pred.shape[1]), np.nan)])
                 out[f"readouts/{name}/predictions"] = part
         return out
+
+    def raw(self, device: str, stream: str) -> dict[str, np.ndarray]:
+        """Every column of a raw stream of ``device`` over its committed blocks (``{}`` if it has none).
+
+        E.g. ``raw("mea", "spikes")`` gives ``{"time_s": ..., "electrode": ...}``, and
+        ``raw(device, "loop")`` the per-block record of a closed-loop run.
+        """
+        g = self._open()[device]
+        if f"raw/{stream}" not in g:
+            return {}
+        sg = g[f"raw/{stream}"]
+        blocks = int(g.attrs.get("blocks", 0))
+        offsets = sg["offsets"][:]
+        rows = int(offsets[min(blocks, len(offsets)) - 1]) if blocks and len(offsets) else 0
+        return {name: arr[:rows] for name, arr in sg.arrays() if name != "offsets"}
 
     def readouts(self, device: str) -> dict[str, dict[str, Any]]:
         """Attributes of every readout group of ``device``, by name."""

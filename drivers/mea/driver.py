@@ -34,6 +34,10 @@ from .safety import SafetyGuard, SafetyLimits
 from .stimulation import BiphasicPulse, schedule_arrays
 
 
+#: spikes kept for the run's burst statistics (about 12 bytes each)
+_MAX_KEPT = 20_000_000
+
+
 class MEAParams(BaseModel):
     """Parameters of :class:`MEA` (times in ms unless named otherwise)."""
 
@@ -121,6 +125,10 @@ class MEA(Reservoir):
         self._rows = 0
         self.gaps: list[tuple[float, float]] = []
         self.last_window: dict[str, Any] = {}
+        self._spikes: list[tuple[np.ndarray, np.ndarray]] = []   # every window's spikes, for summary()
+        self._n_spikes = 0
+        self._recorded_s = 0.0
+        self._first_s: float | None = None
 
     @classmethod
     def mock_params(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +172,7 @@ class MEA(Reservoir):
         self._rows = 0
         self.guard.reset()
         self.gaps = []
+        self._spikes, self._n_spikes, self._recorded_s, self._first_s = [], 0, 0.0, None
 
     def close(self) -> None:
         """Stop stimulation and disconnect; safe to call at any time, also after a failure."""
@@ -203,6 +212,7 @@ class MEA(Reservoir):
         features = counts if self.params.features == "counts" else self._rates(counts, row_s)
         st, se = schedule_arrays(pulses)
         self._rows += T
+        self._keep(window)
         self.last_window = {"start_s": window.start_s, "duration_s": window.duration_s, "wall_s": wall,
                             "spikes": int(len(window.spikes)), "pulses": len(pulses), **window.info}
         return Block(features=features, raw={
@@ -222,7 +232,39 @@ class MEA(Reservoir):
         self._trace = out[-1].astype(np.float64)
         return out.astype(np.float32)
 
+    def _keep(self, window) -> None:
+        """Keep the window's spikes for the run's burst statistics (up to ``_MAX_KEPT`` spikes)."""
+        if self._first_s is None:
+            self._first_s = float(window.start_s)
+        self._recorded_s += float(window.duration_s)
+        if self._n_spikes + len(window.spikes) <= _MAX_KEPT:
+            self._spikes.append((np.asarray(window.spikes.time_s, np.float64),
+                                 np.asarray(window.spikes.electrode, np.int32)))
+        self._n_spikes += len(window.spikes)
+
     # -- reporting -------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Network-burst statistics of everything recorded (Wagenaar et al. 2006; :mod:`.bursts`),
+        the mean rate per recording electrode, and the recording's gaps (disconnects)."""
+        from .bursts import detect_bursts
+
+        if not self._recorded_s:
+            return {}
+        out: dict[str, Any] = {"spikes": int(self._n_spikes), "recorded_s": self._recorded_s,
+                               "rate_hz_per_electrode": self._n_spikes / self._recorded_s
+                               / max(len(self.layout.usable_indices), 1),
+                               "gaps": len(self.gaps), "gap_s": float(sum(b - a for a, b in self.gaps))}
+        if self._n_spikes > _MAX_KEPT:
+            out["bursts_note"] = f"more than {_MAX_KEPT} spikes: burst statistics of the first ones only"
+        if self._spikes:
+            t = np.concatenate([x[0] for x in self._spikes])
+            e = np.concatenate([x[1] for x in self._spikes])
+            truncated = self._n_spikes > _MAX_KEPT and len(t)
+            kept_s = float(t.max() - self._first_s) if truncated else self._recorded_s
+            if kept_s > 0:
+                out["bursts"] = detect_bursts(t, e, kept_s, start_s=self._first_s).summary()
+        return out
+
     def health(self) -> list[str]:
         if self._rows and self.last_window.get("spikes", 0) == 0:
             return [f"mea: no spike detected in the last window ({self.last_window.get('duration_s', 0):.3g} s): "

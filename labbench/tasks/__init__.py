@@ -11,23 +11,30 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field
 
-from labbench.tasks.base import FreeRunPlan, Task, TaskData
+from labbench.tasks.base import ClosedLoopTask, FreeRunPlan, Task, TaskData
 from labbench.tasks.digits import Digits
+from labbench.tasks.feedback import FeedbackTraining
 from labbench.tasks.lorenz import Lorenz
 from labbench.tasks.mackey_glass import MackeyGlass
 from labbench.tasks.memory_capacity import MemoryCapacity
 from labbench.tasks.narma import Narma
+from labbench.tasks.rate_clamp import RateClamp
+from labbench.tasks.spontaneous import Spontaneous
 from labbench.tasks.spoken_digits import SpokenDigits
 from labbench.tasks.xor import TemporalXor
 
 __all__ = [
     "TASKS",
+    "ClosedLoopTask",
     "Digits",
+    "FeedbackTraining",
     "FreeRunPlan",
     "Lorenz",
     "MackeyGlass",
     "MemoryCapacity",
     "Narma",
+    "RateClamp",
+    "Spontaneous",
     "SpokenDigits",
     "Task",
     "TaskData",
@@ -44,9 +51,13 @@ TASKS: dict[str, type[Task]] = {
     "digits": Digits,
     "spoken_digits": SpokenDigits,
     "xor": TemporalXor,
+    "spontaneous": Spontaneous,
+    "rate_clamp": RateClamp,
+    "feedback": FeedbackTraining,
 }
 
-TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits, SpokenDigits, TemporalXor],
+TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits, SpokenDigits, TemporalXor,
+                           Spontaneous, RateClamp, FeedbackTraining],
                      Field(discriminator="name")]
 """Any registered task, chosen by its ``name`` key (for protocol models)."""
 

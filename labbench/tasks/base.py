@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from labbench.metrics import nrmse
 
-__all__ = ["FreeRunPlan", "Task", "TaskData"]
+__all__ = ["ClosedLoopTask", "FreeRunPlan", "Task", "TaskData"]
 
 
 @dataclass
@@ -87,6 +87,8 @@ class Task(BaseModel, ABC):
 
     name: str
     primary_metric: ClassVar[str] = "nrmse"
+    #: whether the inputs come from a policy during the run (:class:`ClosedLoopTask`)
+    closed_loop: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -208,3 +210,32 @@ class Task(BaseModel, ABC):
             raise ValueError(f"free-run predictions have shape {p.shape}, expected {expected}")
         idx = starts[:, None] + np.arange(plan.horizon)[None, :]
         return p, np.asarray(data.inputs, dtype=np.float64)[idx]
+
+
+class ClosedLoopTask(Task):
+    """A task whose inputs are decided during the run, block by block, from the device's activity.
+
+    Instead of generating its inputs up front, a closed-loop task gives the bench a policy
+    (:meth:`policy`, see :mod:`labbench.policy`) that receives each block the device
+    returns and answers with the next block's inputs and targets. The bench stores each
+    decision's record and the loop's timing as the raw stream ``loop``, and
+    :meth:`score_loop` turns that stream into the run's ``loop`` metrics.
+    """
+
+    closed_loop: ClassVar[bool] = True
+
+    @abstractmethod
+    def policy(self, seed: int) -> Any:
+        """A fresh policy, ``policy(previous: LoopBlock | None, rows: int) -> NextBlock``."""
+
+    @abstractmethod
+    def score_loop(self, loop: dict[str, np.ndarray]) -> dict[str, float]:
+        """Metrics of the loop from its stored columns (one entry per block)."""
+
+    def check_block(self, block: int) -> list[str]:
+        """Problems with this block size, as ``run.block: ...`` lines (none by default)."""
+        return []
+
+    def generate(self, n_steps: int, seed: int) -> TaskData:
+        raise TypeError(f"task {self.name!r} is closed-loop: its inputs are decided during the run from the "
+                        f"device's activity, so they cannot be generated ahead (run it with labbench run)")
