@@ -245,7 +245,8 @@ class MEA(Reservoir):
     # -- reporting -------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Network-burst statistics of everything recorded (Wagenaar et al. 2006; :mod:`.bursts`),
-        the mean rate per recording electrode, and the recording's gaps (disconnects)."""
+        the mean rate per recording electrode, and the recording's gaps: ``gaps`` lists the
+        ``[start_s, end_s]`` device-time spans lost to a disconnect, ``gap_s`` their total."""
         from .bursts import detect_bursts
 
         if not self._recorded_s:
@@ -253,7 +254,8 @@ class MEA(Reservoir):
         out: dict[str, Any] = {"spikes": int(self._n_spikes), "recorded_s": self._recorded_s,
                                "rate_hz_per_electrode": self._n_spikes / self._recorded_s
                                / max(len(self.layout.usable_indices), 1),
-                               "gaps": len(self.gaps), "gap_s": float(sum(b - a for a, b in self.gaps))}
+                               "gaps": [[float(a), float(b)] for a, b in self.gaps],
+                               "gap_s": float(sum(b - a for a, b in self.gaps))}
         if self._n_spikes > _MAX_KEPT:
             out["bursts_note"] = f"more than {_MAX_KEPT} spikes: burst statistics of the first ones only"
         if self._spikes:
