@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# CI: make .venv-cl, a Python >= 3.12 environment with Cortical Labs' cl-sdk 1.0 simulator,
-# in which tests/cl_check.py exercises drivers/mea/cl_backend.py (tests/test_mea_cl.py
-# runs it from the main test venv). See docs/mea-cl.md.
+# CI: make .venv-cl, a Python >= 3.12 environment with Cortical Labs' cl-sdk 1.0 simulator
+# and labbench itself (editable, with its dependencies), in which tests/cl_check.py
+# exercises drivers/mea/cl_backend.py and a whole `labbench run` drives the simulator
+# (tests/test_mea_cl.py runs both from the main test venv). See docs/mea-cl.md.
 #
 # - cl-sdk 1.0 needs Python >= 3.12; the project's own venv may be older, so this is a
 #   second venv. Where no such interpreter exists, this script says so and exits 0 having
@@ -27,7 +28,10 @@ say() { echo "cl_venv: $*"; }
 # --- already done? --------------------------------------------------------------------------
 check_venv() {
     [ -x "$venv/bin/python" ] || return 1
-    "$venv/bin/python" - "$sdk_version" <<'EOF' >/dev/null 2>&1
+    local repo="$PWD" py="$venv/bin/python"
+    case "$py" in /*) ;; *) py="$repo/$py" ;; esac
+    # from another directory: `import labbench` must find the installed one, not ./labbench
+    (cd / && "$py" - "$sdk_version" "$repo" <<'EOF' >/dev/null 2>&1)
 import sys
 from importlib.metadata import version
 assert sys.version_info >= (3, 12)
@@ -35,6 +39,9 @@ assert version("cl-sdk") == sys.argv[1], version("cl-sdk")
 import numpy  # noqa: F401
 import importlib.util
 assert importlib.util.find_spec("cl") is not None
+import pathlib
+import labbench  # this checkout's labbench, installed editable
+assert pathlib.Path(labbench.__file__).resolve().parent == pathlib.Path(sys.argv[2], "labbench").resolve()
 EOF
 }
 if check_venv; then
@@ -81,11 +88,11 @@ if [ ! -x "$venv/bin/python" ]; then
     say "+ $base -m venv $venv"
     "$base" -m venv "$venv"
 fi
-say "+ $venv/bin/pip install -q numpy cl-sdk==$sdk_version"
-"$venv/bin/python" -m pip install -q numpy "cl-sdk==$sdk_version"
+say "+ $venv/bin/pip install -q numpy cl-sdk==$sdk_version -e ."
+"$venv/bin/python" -m pip install -q numpy "cl-sdk==$sdk_version" -e .
 
 if ! check_venv; then
-    say "$venv was made but cl-sdk $sdk_version does not import in it" >&2
+    say "$venv was made but cl-sdk $sdk_version or this checkout's labbench does not import in it" >&2
     exit 1
 fi
 say "ready: $("$venv/bin/python" -c 'import sys; from importlib.metadata import version as v; print("Python", sys.version.split()[0] + ", numpy", v("numpy") + ", cl-sdk", v("cl-sdk"))')"

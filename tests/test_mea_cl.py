@@ -495,3 +495,39 @@ def test_cl_sdk_simulator_numbers(cl_summary):
     rt = cl_summary["realtime"]["realtime"]
     assert len(rt["windows"]) == 6 and all(w["spikes"] >= 0 for w in rt["windows"])
     assert 0.5 < rt["speed"] < 1.5                           # the wall clock
+
+
+@pytest.mark.slow
+def test_the_same_protocol_runs_whole_on_the_cl_sdk_simulator(tmp_path):
+    """`labbench run protocols/mea_xor.toml` with only the device line changed, under Python >= 3.12
+    (Ray actor, Zarr store, live readout): the CL1 simulator's system attributes are the provenance."""
+    py = cl_python()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    if py is None or subprocess.run([py, "-c", "import labbench, cl"], cwd=tmp_path, env=env,
+                                    capture_output=True).returncode:
+        reason = "no Python >= 3.12 with cl-sdk and labbench installed (.ci/cl_venv.sh makes .venv-cl with both)"
+        print(f"test_mea_cl: skipping the whole-run test: {reason}")
+        pytest.skip(reason)
+    labbench_cmd = str(Path(py).parent / "labbench")
+    sets = ["device.params.backend=cl", "device.params.cl.accelerated_time=true",
+            "run.washout=100", "run.train=400", "run.test=200"]
+    cmd = [labbench_cmd, "run", str(ROOT / "protocols" / "mea_xor.toml"), "--store-root", str(tmp_path), "--json",
+           "--quiet", *[a for s in sets for a in ("--set", s)]]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["status"] == "complete" and 0.0 <= result["metrics"]["ridge"]["accuracy"] <= 1.0
+    import zarr
+
+    g = zarr.open_group(result["store"], mode="r")
+    mea = g["mea"]
+    assert mea.attrs["committed"] == 700 and mea["features"].shape == (700, 64)
+    describe = mea.attrs["describe"]
+    device = describe["device"]
+    assert describe["params"]["backend"] == "cl" and device["simulator"] and device["accelerated_time"]
+    assert device["cl_sdk_version"].startswith("1.") and device["system_attributes"]["system_id"]  # provenance
+    assert describe["layout"]["unusable"] == [0, 7, 32, 56, 63]                  # the CL1's own grid
+    assert tuple(map(int, g.attrs["python"].split(".")[:2])) >= (3, 12)
+    stim = mea["raw/stim/time_s"][:]
+    assert len(stim) > 0 and len(mea["raw/spikes/time_s"][:]) > 0
+    assert result["by_device"]["mea"]["device"]["recorded_s"] == pytest.approx(700 * 0.02)
