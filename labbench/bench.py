@@ -19,13 +19,13 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .coalescing_writer import CoalescingWriter
 from .evaluation import evaluate
 from .live import TrainResult
 from .policy import LoopBlock, NextBlock, check_next, loop_timing
@@ -525,14 +525,9 @@ class _Execution:
             s.pending.append(_Pending(s.actor.run_timed.remote(u), a, b, time.monotonic()))
             s.next_row = b
 
-        # the store is written by a thread of its own, so a slow write never holds up the next decision
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labbench-loop-writer")
-        writes: deque[Future] = deque()
-
-        def drain(wait: bool) -> None:
-            """Raise the first failed write; with ``wait``, first let every queued write finish."""
-            while writes and (wait or writes[0].done()):
-                writes.popleft().result()
+        # the store is written by a thread of its own, so a slow write never holds up the next
+        # decision; blocks that queue up behind a write go to the store together
+        writer = CoalescingWriter(store)
 
         for s in streams:
             decide(s)
@@ -543,7 +538,6 @@ class _Execution:
         with bar, writer, threadpool_limits(limits=1, user_api="blas"), \
                 zarr.config.set({"threading.max_workers": 1, "async.concurrency": 1}):
             while any(s.pending for s in streams):
-                drain(wait=False)
                 heads = {s.pending[0].ref: s for s in streams if s.pending}
                 due = min(s.pending[0].submitted + s.section.timeout_s for s in heads.values())
                 ready, _ = ray.wait(list(heads), num_returns=1, timeout=max(due - time.monotonic(), 0.0))
@@ -559,7 +553,7 @@ class _Execution:
                 except ray.exceptions.RayTaskError as exc:
                     raise DeviceDown(f"device {s.group!r} failed on rows {head.a}–{head.b}: {_cause(exc)}") from None
                 except ray.exceptions.RayActorError as exc:
-                    drain(wait=True)             # every returned block is in the store before the replay
+                    writer.flush()               # every returned block is in the store before the replay
                     self._recover(s, store, types.SimpleNamespace(inputs=store.inputs(s.group)), exc)
                     send(s)                      # the lost block again, as the policy decided it
                     continue
@@ -578,11 +572,10 @@ class _Execution:
                           "device_s": np.array([timing["device_s"]]),
                           **{k: np.array([v], dtype=np.float64) for k, v in nb.record.items()}}
                 a, b = head.a, head.b
-                writes.append(writer.submit(store.append, s.group, inputs=nb.inputs.astype(in_dtype[s.group]),
-                                            features=features, targets=nb.targets, phase=phase[a:b],
-                                            raw={**raw, "loop": record}))
+                writer.put(s.group, inputs=nb.inputs.astype(in_dtype[s.group]), features=features,
+                           targets=nb.targets, phase=phase[a:b], raw={**raw, "loop": record})
                 bar.advance(b - a)
-            drain(wait=True)
+        self.timings["store_appends"] = writer.appends
         elapsed = time.perf_counter() - t_start
         self.timings["stream_s"] = elapsed
         self.timings["samples_per_s"] = total * len(streams) / elapsed if elapsed > 0 else float("inf")

@@ -13,7 +13,7 @@ from labbench.drivers.mea.driver import MEA
 from labbench.drivers.mea.firmware import start_emulator
 from labbench.drivers.mea.layout import ElectrodeLayout
 from labbench.drivers.mea.safety import UnsafeStimulation
-from labbench.drivers.mea.serial_board import Msg
+from labbench.drivers.mea.serial_codec import Msg
 from labbench.drivers.transport.framing import FrameParser
 from labbench.protocol import from_dict
 

@@ -31,11 +31,11 @@ from hypothesis import strategies as st  # noqa: E402
 
 from labbench.drivers.mea.firmware import MEAFirmware, emulate, start_emulator  # noqa: E402
 from labbench.drivers.mea.layout import ElectrodeLayout  # noqa: E402
-from labbench.drivers.mea.serial_board import (ACK, CONFIGURE, HELLO, NACK, RUN_WINDOW, START,  # noqa: E402
-                                               DeviceDisconnected, DeviceTimeout, ErrorCode, Msg,
-                                               SerialBoardError,
-                                               ProtocolError, ProtocolMismatch, SerialBoard, encode_pulses,
-                                               parse_samples, parse_spikes, spikes_payload)
+from labbench.drivers.mea.serial_board import (DeviceDisconnected, DeviceTimeout, ProtocolMismatch,  # noqa: E402
+                                               SerialBoard, SerialBoardError)
+from labbench.drivers.mea.serial_codec import (ACK, CONFIGURE, HELLO, NACK, RUN_WINDOW, START, ErrorCode,  # noqa: E402
+                                               Msg, ProtocolError, encode_pulses, parse_samples, parse_spikes,
+                                               spikes_payload)
 from labbench.drivers.mea.stimulation import BiphasicPulse, ScheduledPulse  # noqa: E402
 from labbench.drivers.transport.framing import (FLAG_FROM_DEVICE, MAX_PAYLOAD, FrameParser, crc8,  # noqa: E402
                                                 crc16, encode_frame)

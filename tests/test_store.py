@@ -186,3 +186,49 @@ def test_attributes_are_plain_json(tmp_path):
     store.finish("complete")
     raw = json.loads((path / "zarr.json").read_text())
     assert raw["attributes"]["timings"] == {"x": 1.5} and raw["attributes"]["arr"] == [0, 1, 2]
+
+
+def test_coalescing_writer_merges_queued_blocks_without_changing_a_row(tmp_path):
+    """Blocks queued behind a slow write go to the store as one append: same rows, same raw rows."""
+    import threading
+
+    from labbench.coalescing_writer import CoalescingWriter
+
+    def raw(a, n):
+        return {"spikes": {"t": np.arange(a, a + n, dtype=np.float64) + 0.5, "ch": np.arange(n, dtype=np.int32)}}
+
+    plain, merged = make_store(tmp_path / "a.zarr"), make_store(tmp_path / "b.zarr")
+    for a in range(0, 40, 4):
+        plain.append("esn", **block(a, 4), raw=raw(a, 4))
+    gate = threading.Event()
+    slow = merged.append
+
+    def first_waits(device, **kw):     # the first write is slow: the rest queue up behind it
+        gate.wait(5)
+        return slow(device, **kw)
+
+    merged.append = first_waits
+    with CoalescingWriter(merged) as w:
+        for a in range(0, 40, 4):
+            w.put("esn", **block(a, 4), raw=raw(a, 4))
+        gate.set()
+    assert 1 <= w.appends < 10                                   # merged: fewer appends than blocks
+    ra, rb = RunReader(tmp_path / "a.zarr"), RunReader(tmp_path / "b.zarr")
+    for key, value in ra.read("esn").items():
+        np.testing.assert_array_equal(rb.read("esn")[key], value, err_msg=key)
+    for col, value in ra.raw("esn", "spikes").items():
+        np.testing.assert_array_equal(rb.raw("esn", "spikes")[col], value, err_msg=col)
+    assert rb.committed("esn") == 40
+
+
+def test_coalescing_writer_raises_a_failed_write_and_writes_nothing_after_it(tmp_path):
+    from labbench.coalescing_writer import CoalescingWriter
+
+    store = make_store(tmp_path / "r.zarr")
+    w = CoalescingWriter(store)
+    w.put("esn", **block(0, 4))
+    w.put("esn", **{**block(4, 4), "phase": np.zeros(3, np.int8)})      # lengths disagree
+    with pytest.raises(ValueError, match="block arrays disagree in length"):
+        w.flush()
+    w.close()
+    assert RunReader(tmp_path / "r.zarr").committed("esn") in (0, 4)   # alone, or merged with the bad one
