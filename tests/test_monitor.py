@@ -224,6 +224,14 @@ def test_snapshot_of_an_lsm_run_has_a_raster_and_a_population_rate(ray_session, 
             _assert_drawn(_panel_pixels(win, "lsm", key), min_fraction=0.002)
         # trace features are never negative: a sequential colour scale from 0
         assert view.panels["features"].levels[0] == 0.0
+        # every axis shows its values as they are: no SI prefix picked up on the way (pyqtgraph
+        # 0.14 froze one when it was disabled, and 200 neurons read as 0-200000)
+        for key, panel in view.panels.items():
+            for side in ("left", "bottom"):
+                axis = panel.plot.getAxis(side)
+                assert axis.autoSIPrefixScale == 1.0 and not axis.labelUnitPrefix, (key, side)
+        lo, hi = view.panels["raster"].plot.getAxis("left").range
+        assert hi <= 2 * 200, (lo, hi)
     finally:
         win.close()
 

@@ -349,6 +349,10 @@ def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower) -> dict[str, Pa
             axis = panel.plot.getAxis(side)
             axis.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
             # units as given ("s", "Hz"): an automatic SI prefix would re-lay out the label
-            # (rich text) every time the range moves
+            # (rich text) every time the range moves. pyqtgraph 0.14 still picks a prefix from
+            # the range at the moment it is disabled, and keeps it (an axis of 64 electrodes
+            # read 0-64000): no range may enable one
+            if hasattr(axis, "setSIPrefixEnableRanges"):
+                axis.setSIPrefixEnableRanges(())
             axis.enableAutoSIPrefix(False)
     return panels
