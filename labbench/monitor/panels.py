@@ -313,7 +313,7 @@ class MetricsPanel(Panel):
         return any(c.xData is not None and len(c.xData) for c in self.curves.values())
 
 
-def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower) -> dict[str, Panel]:
+def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower, *, readouts: bool = True) -> dict[str, Panel]:
     """The panels that what ``dev`` holds calls for, stacked in ``layout``, time axes linked."""
     panels: dict[str, Panel] = {}
     row = 0
@@ -341,7 +341,8 @@ def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower) -> dict[str, Pa
     linked = [p for key, p in panels.items() if key.split(":")[0] in ("signals", "features", "raster", "rate")]
     for panel in linked[:-1]:
         panel.plot.hideAxis("bottom")
-    add(MetricsPanel)
+    if readouts:                     # a run with `readouts = []` (a recording, a closed loop) has no metrics
+        add(MetricsPanel)
     # axes are redrawn (text and all) only when their range changes; otherwise Qt paints a
     # cached pixmap of them, which is most of what a frame would cost
     for panel in panels.values():

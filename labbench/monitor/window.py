@@ -60,7 +60,9 @@ class DeviceView(QtWidgets.QWidget):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.graphics)
-        self.panels: dict[str, Panel] = build_panels(self.graphics.ci, follower.devices[device])
+        protocol = follower.attrs.get("protocol") or {}
+        self.panels: dict[str, Panel] = build_panels(self.graphics.ci, follower.devices[device],
+                                                     readouts=bool(protocol.get("readouts", True)))
         self.painted = _PaintCounter(self)
         self.graphics.viewport().installEventFilter(self.painted)
 
