@@ -1,5 +1,6 @@
 """Firmware emulator of a serial MEA board: any :class:`~.backend.MEABackend` behind serial
-protocol version 1 (``docs/serial-protocol.md``), served on a pseudo-terminal.
+protocol version 1 (``docs/serial-protocol.md``, wire format in :mod:`.serial_codec`),
+served on a pseudo-terminal.
 
 In real use the backend is the in-silico culture, and ``labbench emulate mea`` prints the
 tty path for :class:`~.serial_board.SerialBoard` (or any other program) to open. The
@@ -35,7 +36,7 @@ from ..transport.framing import FLAG_FROM_DEVICE, Frame, FrameParser, encode_fra
 from ..transport.pty import PtyEmulator
 from .backend import MEABackend
 from .layout import ElectrodeLayout
-from .serial_board import (ACK, CONFIGURE, CONFIGURE_FLAG_SAMPLES, ERROR, HEARTBEAT, HELLO, NACK, NO_WINDOW,
+from .serial_codec import (ACK, CONFIGURE, CONFIGURE_FLAG_SAMPLES, ERROR, HEARTBEAT, HELLO, NACK, NO_WINDOW,
                            PROTOCOL_VERSION, RESEND, RUN_WINDOW, START, WINDOW_DONE, DeviceInfo, ErrorCode,
                            Feature, Mode, Msg, ProtocolError, decode_pulses, mask_bytes, mask_to_bool,
                            parse_stimulate, spikes_payload, spikes_per_frame)
