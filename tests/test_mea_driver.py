@@ -155,3 +155,16 @@ def test_stimulus_trains_expand_to_scheduled_pulses():
     assert [p.t_s for p in s.schedule()] == pytest.approx([0.01, 0.03, 0.05])
     with pytest.raises(ValueError, match="needs rate_hz"):
         Stimulus((3,), OK, count=2).schedule()
+
+
+def test_serial_board_options_are_checked_with_the_protocol():
+    from labbench.protocol import ProtocolError, from_dict
+
+    proto = {"protocol": {"name": "t"}, "task": {"name": "xor"}, "run": {"washout": 10, "train": 100},
+             "device": {"driver": "mea", "params": {"backend": "serial", "url": "/dev/ttyX",
+                                                    "serial": {"mode": "streaming", "heartbeat_timout_s": 2}}}}
+    with pytest.raises(ProtocolError, match=r"device.params.serial: .*unknown serial board option\(s\) "
+                                            r"heartbeat_timout_s \(known: mode, .*heartbeat_timeout_s"):
+        from_dict(proto)
+    proto["device"]["params"]["serial"] = {"mode": "streaming", "heartbeat_timeout_s": 2.0}
+    assert from_dict(proto).device.params["serial"]["heartbeat_timeout_s"] == 2.0

@@ -64,10 +64,12 @@ def _no_hang():
     signal.signal(signal.SIGALRM, old)
 
 
-def _proto(url: str) -> dict:
-    """XOR on a small culture through the serial board: 9 blocks of 50 rows (1 s each)."""
+def _proto(url: str, **serial) -> dict:
+    """XOR on a small culture through the serial board: 9 blocks of 50 rows (1 s each);
+    ``serial`` are the board's options (``device.params.serial``)."""
     params = {"backend": "serial", "url": url, "row_ms": ROW_S * 1000, "features": "counts", "max_pulses": 3,
-              "group_size": 8, "amplitude_ua": 3.0, "phase_us": 400.0, "seed": 0, "culture": {"n_neurons": 400}}
+              "group_size": 8, "amplitude_ua": 3.0, "phase_us": 400.0, "seed": 0, "culture": {"n_neurons": 400},
+              "serial": serial}
     return {"protocol": {"name": "mea_serial_faults", "seed": 0},
             "device": {"driver": "mea", "params": params, "timeout_s": 30.0, "max_restarts": 0},
             "task": {"name": "xor", "delay": 0, "hold": 5},
@@ -220,7 +222,11 @@ def test_a_connection_dropped_mid_run_reconnects_records_the_gap_and_loses_no_bl
     np.testing.assert_array_equal(stim_el, ref["stim/electrode"])
 
 
-def test_a_device_that_stops_answering_aborts_the_run_within_the_heartbeat_timeout(ray_session, store_root):
+@pytest.mark.parametrize("heartbeat_timeout_s", [None, 0.5], ids=["default", "set-in-protocol"])
+def test_a_device_that_stops_answering_aborts_the_run_within_the_heartbeat_timeout(ray_session, store_root,
+                                                                                   heartbeat_timeout_s):
+    serial = {} if heartbeat_timeout_s is None else {"heartbeat_timeout_s": heartbeat_timeout_s}
+    hb_timeout = heartbeat_timeout_s or HB_TIMEOUT_S
     emu = _emulator()
     fault = _AfterFirstBlock(emu.silence)
     aborted_at: list[float] = []
@@ -242,7 +248,7 @@ def test_a_device_that_stops_answering_aborts_the_run_within_the_heartbeat_timeo
     watcher.start()
     try:
         with pytest.raises(lb.DeviceDown, match=SILENT) as info:
-            lb.run(from_dict(_proto(emu.path)), store_root=store_root, progress=False, on_store=fault)
+            lb.run(from_dict(_proto(emu.path, **serial)), store_root=store_root, progress=False, on_store=fault)
         raised_at = time.monotonic()
     finally:
         emu.close()
@@ -251,8 +257,8 @@ def test_a_device_that_stops_answering_aborts_the_run_within_the_heartbeat_timeo
     # the run is marked aborted within the heartbeat timeout (plus the bench's reaction), and
     # labbench.run returns soon after: closing the board (STOP_STIM, STOP) gives up at once
     # on a device already silent for the heartbeat timeout (measured: ~0.9 s and ~1.05 s)
-    assert aborted_at and aborted_at[0] - fault.fired_at < HB_TIMEOUT_S + 1.0
-    assert raised_at - fault.fired_at < HB_TIMEOUT_S + 1.5
+    assert aborted_at and aborted_at[0] - fault.fired_at < hb_timeout + 1.0
+    assert raised_at - fault.fired_at < hb_timeout + 1.5
 
     reader = RunReader(fault.path)
     assert reader.status == "aborted"

@@ -24,7 +24,7 @@ import time
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...reservoir import Block, RawStreamSpec, Reservoir, Spec
 from .backend import MEABackend
@@ -73,7 +73,26 @@ class MEAParams(BaseModel):
     culture: dict[str, Any] = Field({}, description="parameters of the in-silico culture (CultureParams)")
     cl: dict[str, Any] = Field({}, description="options of the CL1 back end (ClBackend: accelerated_time, "
                                "seed, recording_dir, ...)")
+    serial: dict[str, Any] = Field({}, description="options of the serial board (SerialBoard: mode, "
+                                   "heartbeat_timeout_s, ack_timeout_s, max_retries, reconnect_attempts, ...)")
     seed: int = Field(0, description="seed of the culture and of the electrode groups")
+
+
+    @field_validator("serial")
+    @classmethod
+    def _known_serial_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(_SERIAL_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown serial board option(s) {', '.join(unknown)} "
+                             f"(known: {', '.join(_SERIAL_OPTIONS)})")
+        return value
+
+
+#: SerialBoard's keyword options that a protocol may set (plain values; no callables, no layout)
+_SERIAL_OPTIONS = ("mode", "sampling_rate_hz", "threshold_sd", "record_electrodes", "heartbeat_ms",
+                   "heartbeat_timeout_s", "ack_timeout_s", "max_retries", "max_resends", "reconnect_attempts",
+                   "backoff_s", "backoff_max_s", "reconnect_on_timeout", "window_timeout_s", "stream_lead_s",
+                   "serial_kwargs")
 
 
 class MEA(Reservoir):
@@ -148,7 +167,7 @@ class MEA(Reservoir):
                                  "or the tty that `labbench emulate mea` prints)")
             from .serial_board import SerialBoard
 
-            return SerialBoard(p.url, layout=self.layout)
+            return SerialBoard(p.url, layout=self.layout, **p.serial)
         from .cl_backend import ClBackend
 
         return ClBackend(layout=self.layout, **p.cl)

@@ -626,7 +626,9 @@ class SerialBoard(MEABackend):
                 if time.monotonic() >= deadline:
                     break
                 self._pump(deadline)
-        if self._last_rx < sent_at:
+        # frames the device sent before it went quiet can still arrive in the first try's wait:
+        # it is answering only if something came after that
+        if self._last_rx < sent_at + self.ack_timeout_s:
             raise DeviceTimeout(f"{self.url}: no reply to {mtype.name} (seq {seq}) after {tries} tries of "
                                 f"{self.ack_timeout_s} s, and no frame at all for "
                                 f"{time.monotonic() - self._last_rx:.2f} s: the device stopped answering")
