@@ -168,6 +168,7 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
     planned = trial_protocols(proto)          # every trial validated before anything starts
     first = proto.readouts[0].label if proto.readouts else "ridge"
     ranking = proto.sweep.ranking(first, proto.task.primary_metric)
+    own_ray = not ray.is_initialized()      # started here: its workers go when this process shuts it down
     timings = {"ray_startup_s": ensure_ray(address)}
     dev = proto.all_devices[0]
     check_resources([dev])                   # a trial no node can take would wait forever
@@ -211,20 +212,34 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
         store.set_attrs(timings=timings)
         store.finish("complete")
     except KeyboardInterrupt:
-        for ref in running:
-            ray.cancel(ref, force=True)
         store.write_summary()
         store.finish("aborted", f"interrupted by the user (SIGINT) after {len(store.summary)} of "
                                 f"{len(planned)} trials")
+        _stop(running, own_ray)
         raise
     except BaseException as exc:
-        for ref in running:
-            ray.cancel(ref, force=True)
         store.finish("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
+        _stop(running, own_ray)
         raise
     summary = store.summary
     best = next((r for r in summary if r["status"] == "complete" and r.get(ranking[1]) is not None), None)
     return Sweep(store=store.path, status="complete", summary=summary, best=best, timings=timings)
+
+
+def _stop(running: dict, own_ray: bool) -> None:
+    """Stop the trials still running, after the store is safe.
+
+    On a Ray connection this sweep opened (local or a cluster), nothing: the trials belong to
+    this process and Ray ends them when it exits, and
+    ``ray.cancel`` can race with a trial's reply and crash the process inside Ray (a
+    ``RAY_CHECK`` in its task manager, ray-project/ray#54846). On a Ray the caller owns (a
+    cluster, a notebook's session), the trials are cancelled so they free their CPUs."""
+    import ray
+
+    if own_ray:
+        return
+    for ref in running:
+        ray.cancel(ref, force=True)
 
 
 def read_sweep(path: str | os.PathLike[str]) -> dict[str, Any] | None:
