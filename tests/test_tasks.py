@@ -30,7 +30,11 @@ SMALL = {
     "digits": {"present": 3, "rest": 0},  # rest rows have NaN targets by design (tests/test_live.py)
     "spoken_digits": {"n_speakers": 3, "n_test_speakers": 1, "repeats": 1, "rest": 0},
     "xor": {"delay": 1, "hold": 2},
+    "spontaneous": {"channels": 2},
+    "rate_clamp": {"target": 0.5},          # closed-loop: inputs come from a policy (tests/test_policy_loop.py)
+    "feedback": {},
 }
+OPEN_LOOP = sorted(name for name, cls in TASKS.items() if not cls.closed_loop)
 
 
 def _reference_narma10(T: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -51,10 +55,12 @@ def _lorenz_raw(data: TaskData) -> np.ndarray:
 
 
 def test_registry_names_match_classes():
-    assert set(TASKS) == {"mackey_glass", "narma", "lorenz", "memory_capacity", "digits", "spoken_digits", "xor"}
+    assert set(TASKS) == {"mackey_glass", "narma", "lorenz", "memory_capacity", "digits", "spoken_digits", "xor",
+                          "spontaneous", "rate_clamp", "feedback"}
     for name, cls in TASKS.items():
         assert issubclass(cls, Task)
-        assert cls().name == name
+        assert get_task(name, **SMALL[name]).name == name
+    assert {n for n, c in TASKS.items() if c.closed_loop} == {"rate_clamp", "feedback"}
 
 
 def test_get_task_unknown_name_lists_known():
@@ -76,7 +82,7 @@ def test_task_base_is_abstract():
         Task(name="x")
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", OPEN_LOOP)
 def test_shapes_dtype_and_determinism(name):
     if name == "spoken_digits" and shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (sudo apt-get install espeak-ng); .ci/run installs it")
@@ -90,7 +96,10 @@ def test_shapes_dtype_and_determinism(name):
     np.testing.assert_array_equal(a.inputs, b.inputs)
     np.testing.assert_array_equal(a.targets, b.targets)
     c = task.generate(300, seed=2)
-    assert not np.array_equal(a.inputs, c.inputs)
+    if name == "spontaneous":               # no input at all, whatever the seed
+        assert not a.inputs.any() and not c.inputs.any()
+    else:
+        assert not np.array_equal(a.inputs, c.inputs)
     json.dumps(a.meta)
 
 
