@@ -31,8 +31,8 @@ from .live import TrainResult
 from .policy import LoopBlock, NextBlock, check_next, loop_timing
 from .protocol import DeviceSection, Protocol, from_dict, from_text, load
 from .reservoir import get_driver
-from .tasks import TaskData
 from .store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
+from .tasks import TaskData
 
 #: environment that keeps Ray quiet, local and on loopback (see shared/PLATFORM.md)
 RAY_ENV = {
@@ -525,17 +525,15 @@ class _Execution:
             s.pending.append(_Pending(s.actor.run_timed.remote(u), a, b, time.monotonic()))
             s.next_row = b
 
-        # the store is written by a thread of its own, so a slow write never holds up the next
-        # decision; blocks that queue up behind a write go to the store together
-        writer = CoalescingWriter(store)
-
         for s in streams:
             decide(s)
             send(s)
         label = f"{p.protocol.name} on {p.describe_devices()} (closed loop)"
         bar = _ProgressBar(total * len(streams), label, enabled=self.progress, console=self.console)
         t_start = time.perf_counter()
-        with bar, writer, threadpool_limits(limits=1, user_api="blas"), \
+        # the store is written by a thread of its own, so a slow write never holds up the next
+        # decision; blocks that queue up behind a write go to the store together
+        with bar, CoalescingWriter(store) as writer, threadpool_limits(limits=1, user_api="blas"), \
                 zarr.config.set({"threading.max_workers": 1, "async.concurrency": 1}):
             while any(s.pending for s in streams):
                 heads = {s.pending[0].ref: s for s in streams if s.pending}
