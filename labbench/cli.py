@@ -459,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n  labbench run protocols/mackey_glass.toml\n"
                "  labbench run protocols/narma10.toml --set device.params.units=1000\n"
                "  labbench run protocols/narma10_sweep.toml        # a parameter sweep\n"
+               "  labbench run protocols/mea_closed_loop.toml      # a closed loop on the in-silico culture\n"
                "  labbench show runs/<run>.zarr\n  labbench resume runs/<aborted run>.zarr\n"
                "  labbench train runs/<run>.zarr --readout rls --name rls\n"
                "  labbench validate protocols/lorenz.toml",
