@@ -407,7 +407,7 @@ class _Execution:
                              layout={"washout": p.run.washout, "train": p.run.train, "test": p.run.test},
                              sequence=data.sequence is not None)
             store.set_device_attrs(s.group, node_id=s.info["node_id"], pid=s.info["pid"],
-                                   resources=s.section.resources, restarts=[])
+                                   resources=s.section.resources, restarts=[], closed_loop=p.task.closed_loop)
         return store
 
     def _collect(self, trainers: list) -> dict[str, list[TrainResult]]:

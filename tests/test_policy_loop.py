@@ -172,3 +172,28 @@ def test_mea_spontaneous_gives_burst_statistics(ray_session, store_root):
     assert 2 <= b["bursts_per_min"] <= 30 and 0.05 <= b["median_duration_s"] <= 1.0
     assert "loop" not in run.metrics and not any(k not in ("device",) for k in run.metrics)
     assert zarr.open_group(str(run.store), mode="r").attrs["metrics"]["mea"]["device"]["bursts"] == pytest.approx(b)
+
+
+def test_the_monitor_draws_the_loop_record_and_latency(feedback_run):
+    """`labbench monitor` on a closed-loop run: the policy's record and the latency per block,
+    equal to the stored loop stream, on the run's time axis."""
+    from test_monitor import _assert_drawn, _panel_pixels, _window
+
+    run, r = feedback_run
+    loop = r.raw("esn", "loop")
+    win = _window(run.store)
+    try:
+        view = win.views["esn"]
+        assert {"loop", "latency"} <= set(view.panels) and "metrics" in view.panels
+        dev = win.follower.devices["esn"]
+        assert dev.closed_loop and dev.loop_position == len(loop["row"]) == 100
+        for col, values in loop.items():
+            np.testing.assert_array_equal(dev.loop[col], np.asarray(values, dtype=np.float64), err_msg=col)
+        curves = view.panels["loop"].curves
+        assert set(curves) == {"trial_class", "action", "hit", "margin"}      # the policy's columns, not timing
+        np.testing.assert_array_equal(curves["hit"].yData, loop["hit"][1:])            # none before trial 1
+        np.testing.assert_allclose(view.panels["latency"].points.yData, loop["latency_s"][1:] * 1e3)
+        for key in ("loop", "latency"):
+            _assert_drawn(_panel_pixels(win, "esn", key), min_fraction=0.002)
+    finally:
+        win.close()

@@ -270,6 +270,87 @@ class RatePanel(Panel):
         return self.curve.xData is not None and len(self.curve.xData) > 0
 
 
+#: columns of the loop stream that are the loop's own timing, not the policy's record
+_LOOP_TIMING = ("row", "latency_s", "policy_s", "device_s")
+
+
+def _loop_between(dev: DeviceFollower, lo: float, hi: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Block start times in ``[lo, hi]`` and the loop's columns there."""
+    if "row" not in dev.loop:
+        return np.zeros(0), {}
+    x = dev.loop["row"] * dev.dt
+    a, b = np.searchsorted(x, lo, side="left"), np.searchsorted(x, hi, side="right")
+    return x[a:b], {col: v[a:b] for col, v in dev.loop.items()}
+
+
+class LoopPanel(Panel):
+    """A closed loop's decisions, block by block: the policy's record (the command it chose,
+    what it measured, hits...), one line per column, at each block's start."""
+
+    name = "loop"
+
+    def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
+        super().__init__(plot)
+        plot.setTitle("closed loop: the policy's record per block")
+        plot.setLabel("bottom", *_time_label(dev))
+        plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        plot.showGrid(x=False, y=True, alpha=0.15)
+        plot.disableAutoRange()
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self._y: dict = {}
+
+    def update(self, dev: DeviceFollower, view: View) -> None:
+        lo, hi = view.range(dev.end_time)
+        x, cols = _loop_between(dev, lo, hi)
+        shown = []
+        for col, values in cols.items():
+            if col in _LOOP_TIMING:
+                continue
+            if col not in self.curves:
+                colour = READOUT_COLOURS[len(self.curves) % len(READOUT_COLOURS)]
+                self.curves[col] = self.plot.plot(pen=pg.mkPen(colour, width=1), symbol="o", symbolSize=3,
+                                                  symbolBrush=colour, symbolPen=None, name=col)
+            # blocks with nothing to say (NaN before the first trial) are left out: pyqtgraph's
+            # scatter bounds warn on NaN
+            ok = np.isfinite(values)
+            self.curves[col].setData(x[ok], values[ok])
+            shown.append(values[ok])
+        self.plot.setXRange(lo, hi, padding=0)
+        _steady_y(self.plot, shown, self._y)
+
+    def has_data(self) -> bool:
+        return any(c.xData is not None and len(c.xData) for c in self.curves.values())
+
+
+class LatencyPanel(Panel):
+    """A closed loop's latency per block: how long the device waited between two blocks (ms)."""
+
+    name = "latency"
+
+    def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
+        super().__init__(plot)
+        plot.setTitle("closed loop: latency per block")
+        plot.setLabel("bottom", *_time_label(dev))
+        plot.setLabel("left", "latency", "ms")
+        plot.showGrid(x=False, y=True, alpha=0.15)
+        plot.disableAutoRange()
+        self.points = plot.plot(pen=None, symbol="o", symbolSize=3, symbolBrush="#0072B2", symbolPen=None)
+        self._y: dict = {}
+
+    def update(self, dev: DeviceFollower, view: View) -> None:
+        lo, hi = view.range(dev.end_time)
+        x, cols = _loop_between(dev, lo, hi)
+        ms = cols.get("latency_s", np.zeros(0)) * 1e3
+        ok = np.isfinite(ms)                 # the first block has no latency
+        x, ms = x[ok], ms[ok]
+        self.points.setData(x, ms)
+        self.plot.setXRange(lo, hi, padding=0)
+        _steady_y(self.plot, [np.append(ms, 0.0)], self._y)
+
+    def has_data(self) -> bool:
+        return self.points.xData is not None and len(self.points.xData) > 0
+
+
 class MetricsPanel(Panel):
     """Each readout's metric history as it is written: prequential and test values
     against the number of training rows (a learning curve)."""
@@ -305,7 +386,9 @@ class MetricsPanel(Panel):
                     self.curves[key] = self.plot.plot(pen=pg.mkPen(colour, width=1.5, style=style),
                                                       symbol="o", symbolSize=4, symbolBrush=colour,
                                                       symbolPen=None, name=f"{name} {kind}", connect="finite")
-                self.curves[key].setData(np.asarray(x, float), np.asarray(values, float))
+                xs, ys = np.asarray(x, float), np.asarray(values, float)
+                ok = np.isfinite(xs) & np.isfinite(ys)    # no score yet (NaN): no point; pyqtgraph's
+                self.curves[key].setData(xs[ok], ys[ok])   # scatter bounds warn on an all-NaN view
         if names:
             self.plot.setLabel("left", " / ".join(sorted(names)))
 
@@ -336,9 +419,13 @@ def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower, *, readouts: bo
         rate = add(RatePanel, buf, key=f"rate{suffix}")
         raster.plot.setXLink(signals.plot)
         rate.plot.setXLink(signals.plot)
+    if dev.closed_loop:
+        for cls in (LoopPanel, LatencyPanel):
+            add(cls).plot.setXLink(signals.plot)
     # one time axis, under the lowest of the linked panels: the others' would repeat it (and
     # every axis costs a text redraw per frame)
-    linked = [p for key, p in panels.items() if key.split(":")[0] in ("signals", "features", "raster", "rate")]
+    linked = [p for key, p in panels.items()
+              if key.split(":")[0] in ("signals", "features", "raster", "rate", "loop", "latency")]
     for panel in linked[:-1]:
         panel.plot.hideAxis("bottom")
     if readouts:                     # a run with `readouts = []` (a recording, a closed loop) has no metrics

@@ -303,6 +303,10 @@ class DeviceFollower:
         self.features = Series(window_rows, min(capacity, 4096), len(self.units))
         self.readouts: dict[str, ReadoutView] = {}
         self.spikes: dict[str, SpikeBuffer] = {}
+        #: closed-loop runs: the loop's per-block record (raw stream ``loop``), one row per block
+        self.closed_loop = bool(attrs.get("closed_loop", False))
+        self.loop: dict[str, np.ndarray] = {}
+        self.loop_position = 0
         for stream, s in (spec.get("raw") or {}).items():
             buf = _spike_buffer(stream, s, self, max_events, recent_seconds)
             if buf is not None:
@@ -501,8 +505,25 @@ class StoreFollower:
             g = self._group(name)
             for buf in dev.spikes.values():
                 self._read_spikes(g, dev, buf, a, b)
+        if dev.closed_loop:
+            self._read_loop(name, dev)
         dev.position = b
         return b - a
+
+    def _read_loop(self, name: str, dev: DeviceFollower) -> None:
+        """New rows of the closed loop's record (one per device block), up to the committed blocks."""
+        if not (self.path / name / "raw" / "loop" / "zarr.json").exists():
+            return
+        rg = self._group(name, "raw", "loop")
+        offsets = rg["offsets"]
+        n = min(int(dev.attrs.get("blocks", 0)), offsets.shape[0])
+        end = int(offsets[n - 1]) if n else 0
+        if end <= dev.loop_position:
+            return
+        new = {col: np.asarray(arr[dev.loop_position:end], dtype=np.float64)
+               for col, arr in rg.arrays() if col != "offsets"}
+        dev.loop = {col: np.concatenate([dev.loop[col], v]) if col in dev.loop else v for col, v in new.items()}
+        dev.loop_position = end
 
     def _read_spikes(self, g: zarr.Group, dev: DeviceFollower, buf: SpikeBuffer, a: int, b: int) -> None:
         """Events of the blocks committed up to row ``b``; binned per row into the rate."""
