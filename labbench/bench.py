@@ -431,7 +431,6 @@ class _Execution:
 
     def _stream(self, streams: list[_DeviceStream], store: RunStore, data, phase: np.ndarray) -> None:
         """Write every device's blocks as they arrive, in order per device; recover restarted devices."""
-        import ray
         import zarr
         from threadpoolctl import threadpool_limits
 
@@ -453,29 +452,14 @@ class _Execution:
         with bar, threadpool_limits(limits=1, user_api="blas"), \
                 zarr.config.set({"threading.max_workers": 1, "async.concurrency": 1}):
             while any(s.pending for s in streams):
-                heads = {s.pending[0].ref: s for s in streams if s.pending}
-                due = min(s.pending[0].submitted + s.section.timeout_s for s in heads.values())
                 t_wait = time.perf_counter()
-                ready, _ = ray.wait(list(heads), num_returns=1, timeout=max(due - time.monotonic(), 0.0))
+                s, head, result = _next_result(streams)
                 waiting += time.perf_counter() - t_wait
-                if not ready:
-                    late = min(heads.values(), key=lambda s: s.pending[0].submitted + s.section.timeout_s)
-                    head = late.pending[0]
-                    raise DeviceDown(f"device {late.group!r} did not return rows {head.a}–{head.b} within "
-                                     f"{late.section.timeout_s:g} s (device.timeout_s)")
-                s = heads[ready[0]]
-                head = s.pending.popleft()
-                try:
-                    features, raw = ray.get(head.ref)
-                except ray.exceptions.RayTaskError as exc:      # the driver raised
-                    raise DeviceDown(f"device {s.group!r} failed on rows {head.a}–{head.b}: {_cause(exc)}") from None
-                except ray.exceptions.RayActorError as exc:     # its process died
-                    self._recover(s, store, data, exc)
+                if isinstance(result, BaseException):           # its process died
+                    self._recover(s, store, data, result)
                     s.submit(data, total, block)
                     continue
-                if features.shape[0] != head.b - head.a:
-                    raise DeviceDown(f"device {s.group!r} returned {features.shape[0]} rows for rows "
-                                     f"{head.a}–{head.b}")
+                features, raw = result
                 a, b = head.a, head.b
                 store.append(s.group, inputs=data.inputs[a:b].astype(in_dtype[s.group], copy=False),
                              features=features, targets=data.targets[a:b], phase=phase[a:b],
@@ -499,7 +483,6 @@ class _Execution:
         """
         import types
 
-        import ray
         import zarr
         from threadpoolctl import threadpool_limits
 
@@ -536,28 +519,13 @@ class _Execution:
         with bar, CoalescingWriter(store) as writer, threadpool_limits(limits=1, user_api="blas"), \
                 zarr.config.set({"threading.max_workers": 1, "async.concurrency": 1}):
             while any(s.pending for s in streams):
-                heads = {s.pending[0].ref: s for s in streams if s.pending}
-                due = min(s.pending[0].submitted + s.section.timeout_s for s in heads.values())
-                ready, _ = ray.wait(list(heads), num_returns=1, timeout=max(due - time.monotonic(), 0.0))
-                if not ready:
-                    late = min(heads.values(), key=lambda s: s.pending[0].submitted + s.section.timeout_s)
-                    head = late.pending[0]
-                    raise DeviceDown(f"device {late.group!r} did not return rows {head.a}–{head.b} within "
-                                     f"{late.section.timeout_s:g} s (device.timeout_s)")
-                s = heads[ready[0]]
-                head = s.pending.popleft()
-                try:
-                    features, raw, timing = ray.get(head.ref)
-                except ray.exceptions.RayTaskError as exc:
-                    raise DeviceDown(f"device {s.group!r} failed on rows {head.a}–{head.b}: {_cause(exc)}") from None
-                except ray.exceptions.RayActorError as exc:
+                s, head, result = _next_result(streams)
+                if isinstance(result, BaseException):           # its process died
                     writer.flush()               # every returned block is in the store before the replay
-                    self._recover(s, store, types.SimpleNamespace(inputs=store.inputs(s.group)), exc)
+                    self._recover(s, store, types.SimpleNamespace(inputs=store.inputs(s.group)), result)
                     send(s)                      # the lost block again, as the policy decided it
                     continue
-                if features.shape[0] != head.b - head.a:
-                    raise DeviceDown(f"device {s.group!r} returned {features.shape[0]} rows for rows "
-                                     f"{head.a}–{head.b}")
+                features, raw, timing = result
                 nb, policy_s = decided[s.group]
                 last = previous[s.group]
                 previous[s.group] = LoopBlock(index=0 if last is None else last.index + 1, start=head.a,
@@ -632,6 +600,37 @@ class _Execution:
             metrics[res.name] = ev.metrics
         self.timings["evaluation_s"] = self.timings.get("evaluation_s", 0.0) + time.perf_counter() - t0
         return metrics
+
+
+def _next_result(streams: list[_DeviceStream]) -> tuple[_DeviceStream, _Pending, Any]:
+    """The first device whose oldest block in flight is back: ``(stream, block, result)``.
+
+    ``result`` is what the actor returned (its first item has the block's rows), or the
+    ``RayActorError`` when the device's process died (the caller recovers it). DeviceDown
+    when no block comes back within its device's ``timeout_s``, when the driver raised, or
+    when a block has the wrong number of rows.
+    """
+    import ray
+
+    heads = {s.pending[0].ref: s for s in streams if s.pending}
+    due = min(s.pending[0].submitted + s.section.timeout_s for s in heads.values())
+    ready, _ = ray.wait(list(heads), num_returns=1, timeout=max(due - time.monotonic(), 0.0))
+    if not ready:
+        late = min(heads.values(), key=lambda s: s.pending[0].submitted + s.section.timeout_s)
+        head = late.pending[0]
+        raise DeviceDown(f"device {late.group!r} did not return rows {head.a}–{head.b} within "
+                         f"{late.section.timeout_s:g} s (device.timeout_s)")
+    s = heads[ready[0]]
+    head = s.pending.popleft()
+    try:
+        result = ray.get(head.ref)
+    except ray.exceptions.RayTaskError as exc:      # the driver raised
+        raise DeviceDown(f"device {s.group!r} failed on rows {head.a}–{head.b}: {_cause(exc)}") from None
+    except ray.exceptions.RayActorError as exc:     # its process died
+        return s, head, exc
+    if result[0].shape[0] != head.b - head.a:
+        raise DeviceDown(f"device {s.group!r} returned {result[0].shape[0]} rows for rows {head.a}–{head.b}")
+    return s, head, result
 
 
 def _device_cpus(devices: list[DeviceSection]) -> list[float]:
