@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,22 @@ def store_root(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
     root.mkdir()
     return root
+
+
+@contextlib.contextmanager
+def fail_after(seconds: int):
+    """Raise TimeoutError in the main thread after ``seconds`` (SIGALRM): a test that would
+    hang on a silent device fails instead."""
+    def boom(signum, frame):
+        raise TimeoutError(f"test ran over {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def small_protocol(**overrides) -> dict:

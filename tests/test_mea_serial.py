@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import re
-import signal
 import threading
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from labbench.drivers.mea.serial_codec import (ACK, CONFIGURE, HELLO, NACK, RUN_
 from labbench.drivers.mea.stimulation import BiphasicPulse, ScheduledPulse  # noqa: E402
 from labbench.drivers.transport.framing import (FLAG_FROM_DEVICE, MAX_PAYLOAD, FrameParser, crc8,  # noqa: E402
                                                 crc16, encode_frame)
+from conftest import fail_after  # noqa: E402
 from mea_fakes import FakeCulture, ScriptedPort  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "serial-protocol.md"
@@ -48,14 +48,9 @@ HB_TIMEOUT = 0.5
 
 @pytest.fixture(autouse=True)
 def _no_hang():
-    def boom(signum, frame):
-        raise TimeoutError("test ran over 30 s")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    """Fail, rather than hang, a test that waits on a silent device."""
+    with fail_after(30):
+        yield
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ Driver-level versions of these faults are in ``tests/test_mea_serial.py``.
 from __future__ import annotations
 
 import re
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ import zarr
 
 pytest.importorskip("serial")
 import labbench as lb  # noqa: E402
+from conftest import fail_after  # noqa: E402
 from labbench.drivers.mea.culture import InSilicoCulture  # noqa: E402
 from labbench.drivers.mea.driver import MEA  # noqa: E402
 from labbench.drivers.mea.firmware import MEAFirmware, start_emulator  # noqa: E402
@@ -54,14 +54,8 @@ SILENT = r"DeviceTimeout: \S+: (no valid frame from the device for .* stopped an
 @pytest.fixture(autouse=True)
 def _no_hang():
     """Fail, rather than hang, a test that runs far over its budget (Ray is up before this)."""
-    def boom(signum, frame):
-        raise TimeoutError("test ran over 90 s")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(90)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with fail_after(90):
+        yield
 
 
 def _proto(url: str, **serial) -> dict:
