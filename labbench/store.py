@@ -537,7 +537,10 @@ class RunReader:
         blocks = int(g.attrs.get("blocks", 0))
         offsets = sg["offsets"][:]
         rows = int(offsets[min(blocks, len(offsets)) - 1]) if blocks and len(offsets) else 0
-        return {name: arr[:rows] for name, arr in sg.arrays() if name != "offsets"}
+        with warnings.catch_warnings():   # a live writer's temporary files (*.partial) are not arrays
+            warnings.filterwarnings("ignore", message=r".*\.partial is not recognized")
+            arrays = [(name, arr) for name, arr in sg.arrays() if name != "offsets"]
+        return {name: arr[:rows] for name, arr in arrays}
 
     def readouts(self, device: str) -> dict[str, dict[str, Any]]:
         """Attributes of every readout group of ``device``, by name."""

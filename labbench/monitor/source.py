@@ -27,6 +27,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,6 @@ def _bin_mean(a: np.ndarray, k: int) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         shaped = a.reshape(len(a) // k, k, *a.shape[1:])
         if np.issubdtype(a.dtype, np.floating) and np.isnan(shaped).any():
-            import warnings
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN bins stay NaN
                 return np.nanmean(shaped, axis=1)
@@ -520,8 +519,10 @@ class StoreFollower:
         end = int(offsets[n - 1]) if n else 0
         if end <= dev.loop_position:
             return
-        new = {col: np.asarray(arr[dev.loop_position:end], dtype=np.float64)
-               for col, arr in rg.arrays() if col != "offsets"}
+        with warnings.catch_warnings():   # the writer's temporary files (*.partial) are not arrays
+            warnings.filterwarnings("ignore", message=r".*\.partial is not recognized")
+            arrays = [(col, arr) for col, arr in rg.arrays() if col != "offsets"]
+        new = {col: np.asarray(arr[dev.loop_position:end], dtype=np.float64) for col, arr in arrays}
         dev.loop = {col: np.concatenate([dev.loop[col], v]) if col in dev.loop else v for col, v in new.items()}
         dev.loop_position = end
 
