@@ -14,6 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
+from ..policy import TIMING_COLUMNS
 from .source import DeviceFollower, SpikeBuffer
 
 #: colours of the readouts' predictions, in order (Okabe-Ito, readable by colour-blind people)
@@ -270,10 +271,6 @@ class RatePanel(Panel):
         return self.curve.xData is not None and len(self.curve.xData) > 0
 
 
-#: columns of the loop stream that are the loop's own timing, not the policy's record
-_LOOP_TIMING = ("row", "latency_s", "policy_s", "device_s")
-
-
 def _loop_between(dev: DeviceFollower, lo: float, hi: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Block start times in ``[lo, hi]`` and the loop's columns there."""
     if "row" not in dev.loop:
@@ -304,7 +301,7 @@ class LoopPanel(Panel):
         x, cols = _loop_between(dev, lo, hi)
         shown = []
         for col, values in cols.items():
-            if col in _LOOP_TIMING:
+            if col in TIMING_COLUMNS:        # the loop's own timing, not the policy's record
                 continue
             if col not in self.curves:
                 colour = READOUT_COLOURS[len(self.curves) % len(READOUT_COLOURS)]

@@ -48,7 +48,7 @@ class RateClampPolicy:
         index = 0 if previous is None else previous.index + 1
         measured = float("nan") if previous is None else float(np.mean(previous.features))
         error = self.target - measured
-        if index < self.baseline_blocks or previous is None:
+        if index < self.baseline_blocks:
             command = 0.0
         else:
             self.integral_ = float(np.clip(self.integral_ + self.ki * error, 0.0, self.u_max))
