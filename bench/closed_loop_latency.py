@@ -42,7 +42,7 @@ OUT_MD = ROOT / "bench" / "results" / "closed_loop_latency.md"
 
 def in_process(proto, blocks: int) -> dict[str, Any]:
     """The loop with the driver and the policy in this process: no Ray, no store."""
-    from labbench.policy import LoopBlock, loop_timing
+    from labbench.spec.policy import LoopBlock, loop_timing
     from labbench.reservoir import get_driver
 
     dev = proto.all_devices[0]
@@ -73,7 +73,7 @@ def in_process(proto, blocks: int) -> dict[str, Any]:
 
 def through_bench(proto, blocks: int, root: Path) -> dict[str, Any]:
     import labbench as lb
-    from labbench.policy import loop_timing
+    from labbench.spec.policy import loop_timing
     from labbench.store import RunReader
 
     run = lb.run(proto, store_root=root, progress=False)
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; do not write bench/results")
     args = ap.parse_args(argv)
 
-    from labbench.bench import ensure_ray
-    from labbench.protocol import load
+    from labbench.engine.ray_runtime import ensure_ray
+    from labbench.spec.protocol import load
 
     ensure_ray()
     results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": _cpus()}, "runs": {}}

@@ -50,7 +50,7 @@ LOSS_TARGET, FPS_TARGET = 0.10, 10.0
 
 
 def build_protocol(args: argparse.Namespace):
-    from labbench.protocol import from_dict
+    from labbench.spec.protocol import from_dict
 
     washout = 1000
     test = args.steps // 5
@@ -138,7 +138,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
-    from labbench.bench import ensure_ray
+    from labbench.engine.ray_runtime import ensure_ray
 
     proto = build_protocol(args)
     startup = ensure_ray()

@@ -30,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import labbench as lb
-    from labbench.protocol import from_dict
+    from labbench.spec.protocol import from_dict
 
     washout = 1000
     train = int((args.steps - washout) * args.train_fraction)

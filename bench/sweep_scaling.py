@@ -3,9 +3,9 @@
 A 16-trial NARMA-10 sweep (protocols/narma10_sweep.toml, a 4 x 4 grid of spectral radius
 x input scaling, resized by the flags below) is run in two ways:
 
-(1) sequential: in THIS process, without Ray, ``labbench.trial.run_trial`` on every
-    protocol of ``labbench.sweeper.trial_protocols(proto)``, one after another;
-(2) bench: ``labbench.sweeper.run_sweep(proto, store_root=<tmpdir>, progress=False)``:
+(1) sequential: in THIS process, without Ray, ``labbench.engine.trial.run_trial`` on every
+    protocol of ``labbench.engine.sweeper.trial_protocols(proto)``, one after another;
+(2) bench: ``labbench.engine.sweeper.run_sweep(proto, store_root=<tmpdir>, progress=False)``:
     a fresh local Ray (started by the sweep itself and shut down after it), one Ray task
     per trial, as many at a time as the cluster has CPUs, gathered into one sweep store.
 
@@ -61,8 +61,8 @@ The acceptance (issue 5) is a speed-up of at least 1.6x on the 2-core machine; i
 judged on the median ``speedup_wall`` (Ray start-up included, the strict reading) and
 ``speedup_sweep`` is shown next to it.
 
-Ray is the sweep's own fresh local Ray (``labbench.bench.ensure_ray``), on loopback: the
-environment of ``labbench.bench.RAY_ENV`` is set before anything imports ray, and the GCS
+Ray is the sweep's own fresh local Ray (``labbench.engine.ray_runtime.ensure_ray``), on loopback: the
+environment of ``labbench.engine.ray_runtime.RAY_ENV`` is set before anything imports ray, and the GCS
 address is recorded. ``RAY_ADDRESS`` is ignored unless ``--address`` is given.
 
 Usage:  python bench/sweep_scaling.py                # 3 repeats, ~3.5 min on 2 quiet cores
@@ -103,7 +103,7 @@ TARGET = 1.6
 def _setup_ray_env(args: argparse.Namespace) -> None:
     """Loopback-only Ray env, set before anything imports ray (Ray reads
     RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import; imported earlier, it binds every interface)."""
-    from labbench.bench import RAY_ENV  # labbench.bench does not import ray at module level
+    from labbench.engine.ray_runtime import RAY_ENV  # labbench.engine.ray_runtime does not import ray at module level
 
     assert "ray" not in sys.modules, "ray imported before the loopback environment was set"
     for key, value in RAY_ENV.items():
@@ -216,7 +216,7 @@ def wait_quiet(max_wait: float, threshold: float, window: float = 3.0) -> dict[s
 
 def build_protocol(args: argparse.Namespace, *, warmup: bool = False):
     """The sweep protocol: narma10_sweep.toml resized by the flags (16 trials by default)."""
-    from labbench.protocol import from_dict
+    from labbench.spec.protocol import from_dict
 
     text = PROTOCOL.read_text(encoding="utf-8")
     data = tomllib.loads(text)
@@ -242,8 +242,8 @@ def nrmse(metrics: dict[str, Any]) -> float:
 def run_sequential(proto, blas_threads: int) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
-    from labbench.sweeper import trial_protocols
-    from labbench.trial import run_trial
+    from labbench.spec.protocol import trial_protocols
+    from labbench.engine.trial import run_trial
 
     planned = trial_protocols(proto)
     trial_s, metrics = [], []
@@ -280,7 +280,7 @@ def run_bench(proto, args: argparse.Namespace, store_root: str, *, probe: bool) 
     import ray
     import zarr
 
-    from labbench.sweeper import read_sweep, run_sweep
+    from labbench.engine.sweeper import read_sweep, run_sweep
 
     a = cpu_snapshot()
     t0 = time.perf_counter()
@@ -314,7 +314,7 @@ def run_bench(proto, args: argparse.Namespace, store_root: str, *, probe: bool) 
 
 def warm_workers(args: argparse.Namespace, store_root: str) -> float:
     """Start Ray and run a small sweep so every worker has imported labbench and loaded the kernels."""
-    from labbench.sweeper import run_sweep
+    from labbench.engine.sweeper import run_sweep
 
     sweep = run_sweep(build_protocol(args, warmup=True), address=args.address, store_root=store_root,
                       progress=False)
@@ -373,7 +373,7 @@ def main() -> None:
     import numpy as np
     import ray
 
-    from labbench.trial import run_trial
+    from labbench.engine.trial import run_trial
 
     proto = build_protocol(args)
     n_trials = proto.sweep.size()
@@ -382,7 +382,7 @@ def main() -> None:
           f"{args.test} steps in blocks of {args.block}; {cpus} CPUs; {args.repeats} repeats", flush=True)
 
     # warm-up: compile numba's kernels into its on-disk cache (neither path pays for JIT)
-    from labbench.sweeper import trial_protocols
+    from labbench.spec.protocol import trial_protocols
 
     t0 = time.perf_counter()
     run_trial(trial_protocols(build_protocol(args, warmup=True))[0][1])
@@ -575,8 +575,8 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
         f"{n} ESN trials on NARMA-10 (`protocols/narma10_sweep.toml`: {grid}; {cfg['units']} units, "
         f"{cfg['washout']} + {cfg['train']} + {cfg['test']} steps in blocks of {cfg['block']}, ridge readout). "
         "The same trials run (1) one after another in one process, without Ray "
-        "(`labbench.trial.run_trial` on each of `trial_protocols(proto)`), and (2) through "
-        "`labbench.sweeper.run_sweep`, which starts a local Ray and runs one task per trial on every core, "
+        "(`labbench.engine.trial.run_trial` on each of `trial_protocols(proto)`), and (2) through "
+        "`labbench.engine.sweeper.run_sweep`, which starts a local Ray and runs one task per trial on every core, "
         "gathered into one sweep store. One small untimed trial first fills numba's on-disk cache, so neither "
         "side pays for JIT compilation. "
         + ("Here (`--warm-workers`) Ray was started and its workers warmed once, untimed, before the repeats: "

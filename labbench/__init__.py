@@ -11,28 +11,28 @@ The Python API mirrors the CLI::
         block = res.run(u)
 """
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 from .reservoir import Block, Reservoir, Spec, open_device  # noqa: E402
 
 
 def run(protocol, **kwargs):
-    """Run a protocol (a path or a :class:`~labbench.protocol.Protocol`); see :func:`labbench.bench.run`."""
-    from .bench import run as _run
+    """Run a protocol (a path or a :class:`~labbench.spec.protocol.Protocol`); see :func:`labbench.engine.bench.run`."""
+    from .engine.bench import run as _run
 
     return _run(protocol, **kwargs)
 
 
 def resume(store, **kwargs):
-    """Continue an aborted run of deterministic devices; see :func:`labbench.bench.resume`."""
-    from .bench import resume as _resume
+    """Continue an aborted run of deterministic devices; see :func:`labbench.engine.bench.resume`."""
+    from .engine.bench import resume as _resume
 
     return _resume(store, **kwargs)
 
 
 def sweep(protocol, **kwargs):
-    """Run a protocol's ``[sweep]``; see :func:`labbench.sweeper.run_sweep`."""
-    from .sweeper import run_sweep
+    """Run a protocol's ``[sweep]``; see :func:`labbench.engine.sweeper.run_sweep`."""
+    from .engine.sweeper import run_sweep
 
     return run_sweep(protocol, **kwargs)
 
@@ -40,7 +40,7 @@ def sweep(protocol, **kwargs):
 def __getattr__(name):
     # exception classes, importable without importing Ray or Zarr up front
     if name == "DeviceDown":
-        from .bench import DeviceDown
+        from .engine.errors import DeviceDown
 
         return DeviceDown
     if name == "StoreError":
@@ -58,15 +58,15 @@ def open_run(path):
 
 
 def train(store, readout=None, **kwargs):
-    """Train a readout on a run store (finished or running); see :func:`labbench.live.train`."""
-    from .live import train as _train
+    """Train a readout on a run store (finished or running); see :func:`labbench.engine.live.train`."""
+    from .engine.live import train as _train
 
     return _train(store, readout, **kwargs)
 
 
 def load_protocol(path, overrides=None):
-    """Read and validate a protocol file; see :func:`labbench.protocol.load`."""
-    from .protocol import load
+    """Read and validate a protocol file; see :func:`labbench.spec.protocol.load`."""
+    from .spec.protocol import load
 
     return load(path, overrides)
 

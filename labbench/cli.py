@@ -41,7 +41,7 @@ def _metrics_table(metrics: dict[str, dict[str, Any]], title: str):
     return table
 
 
-#: entries of a device's metrics that are summaries, not readouts (see labbench.protocol._RESERVED)
+#: entries of a device's metrics that are summaries, not readouts (see labbench.spec.protocol._RESERVED)
 _SUMMARIES = ("loop", "device")
 
 
@@ -85,8 +85,8 @@ def _summary_table(summary: dict[str, Any], title: str):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import bench
-    from .protocol import load
+    from .engine import bench
+    from .spec.protocol import load
 
     proto = load(args.protocol, overrides=args.set)  # ProtocolError -> exit 2 before anything starts
     if args.mock:   # every device's mock: the same protocol, only the devices swapped
@@ -169,7 +169,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from . import bench
+    from .engine import bench
     from .store import RunReader
 
     proto = bench.stored_protocol(RunReader(args.store).attrs, args.store)
@@ -194,7 +194,7 @@ def _report_run(args: argparse.Namespace, proto, result, out) -> int:
 
 
 def _run_sweep(args: argparse.Namespace, proto, out) -> int:
-    from .sweeper import run_sweep
+    from .engine.sweeper import run_sweep
 
     result = run_sweep(proto, address=args.address, store_root=args.store_root, progress=not args.quiet,
                        console=_console(stderr=True))
@@ -237,8 +237,8 @@ def _print_best(out, best: dict[str, Any] | None, source: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .live import TrainerError, load_model, readout_specs, save_model, train_store
-    from .protocol import parse_override
+    from .engine.live import TrainerError, load_model, readout_specs, save_model, train_store
+    from .spec.protocol import parse_override
 
     params: dict[str, Any] = {}
     for item in args.set:
@@ -300,7 +300,7 @@ class _RowsBar:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .protocol import load
+    from .spec.protocol import load
 
     proto = load(args.protocol, overrides=args.set)
     r = proto.run
@@ -308,7 +308,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"{r.total:,} samples (washout {r.washout:,}, train {r.train:,}, test {r.test:,}) in blocks of "
           f"{r.block:,}, readouts: {', '.join(ro.label for ro in proto.readouts)}")
     if proto.sweep is not None:
-        from .sweeper import trial_protocols
+        from .spec.protocol import trial_protocols
 
         trials = trial_protocols(proto)
         print(f"  sweep: {proto.sweep.method}, {len(trials)} trials over {', '.join(proto.sweep.params)}; all valid")
@@ -317,7 +317,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from .store import RunReader
-    from .sweeper import read_sweep
+    from .engine.sweeper import read_sweep
 
     sweep = read_sweep(args.store)
     if sweep is not None:
@@ -601,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: errors that mean "bad input" (exit 2), by module: a command that never imported the
 #: module cannot have raised its error, so main() does not import it (``labbench monitor``
 #: starts without the training stack)
-_USAGE_ERRORS = {"labbench.live": "TrainerError", "labbench.protocol": "ProtocolError",
+_USAGE_ERRORS = {"labbench.engine.live": "TrainerError", "labbench.spec.protocol": "ProtocolError",
                  "labbench.store": "StoreError"}
 
 

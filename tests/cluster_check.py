@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from labbench.bench import RAY_ENV
+from labbench.engine.ray_runtime import RAY_ENV
 
 RIG = "device:rig-1"
 HEAD_CPUS = 1
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from ray.cluster_utils import Cluster
 
     import labbench as lb
-    from labbench.protocol import from_dict
+    from labbench.spec.protocol import from_dict
 
     t0 = time.perf_counter()
     small = 128 * 1024**2

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from labbench.bench import RAY_ENV
+# pydantic before anything else of ours: pytest-qt has imported PySide6 by now, and shiboken's
+# import hook, inspecting pydantic while pydantic is half-initialised, breaks its lazy imports
+# (ImportError: cannot import name 'import_string' from partially initialized module)
+from pydantic import BaseModel, Field  # noqa: F401, I001
+
+from labbench.engine.ray_runtime import RAY_ENV
 
 for _key, _value in RAY_ENV.items():
     os.environ.setdefault(_key, _value)

@@ -13,7 +13,7 @@ import zarr
 import labbench as lb
 from conftest import small_protocol
 from labbench.cli import main
-from labbench.protocol import from_dict
+from labbench.spec.protocol import from_dict
 
 
 def test_run_records_everything_and_matches_the_bare_driver(ray_session, store_root):

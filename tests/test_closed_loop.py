@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from labbench.closed_loop import free_run
+from labbench.engine.closed_loop import free_run
 from labbench.drivers.esn import EchoStateNetwork
 from labbench.readouts import IncrementalRidge
 
@@ -32,7 +32,7 @@ def test_batched_and_sequential_free_runs_agree():
 def test_force_learning_with_the_loop_closed_then_runs_free():
     """Sussillo & Abbott 2009, Fig. 2 style: learn a periodic signal with the output fed
     back from the first step, then let the network run on its own."""
-    from labbench.closed_loop import learn_with_feedback
+    from labbench.engine.closed_loop import learn_with_feedback
     from labbench.readouts.rls import FORCE
 
     t = np.arange(4000)

@@ -22,8 +22,8 @@ import pytest
 
 import labbench as lb
 from conftest import small_protocol
-from labbench.bench import RAY_ENV
-from labbench.protocol import from_dict
+from labbench.engine.ray_runtime import RAY_ENV
+from labbench.spec.protocol import from_dict
 
 SCRIPT = Path(__file__).with_name("cluster_check.py")
 RIG = "device:rig-1"

@@ -13,7 +13,7 @@ import zarr
 
 import labbench as lb
 from conftest import small_protocol
-from labbench.protocol import from_dict
+from labbench.spec.protocol import from_dict
 
 ESN = {"units": 60, "spectral_radius": 0.9, "input_scaling": 0.1, "seed": 4, "dtype": "float64"}
 RUN = {"washout": 50, "train": 900, "test": 250, "block": 100}

@@ -14,8 +14,8 @@ import zarr
 
 import labbench as lb
 from labbench.cli import main as cli
-from labbench.live import Trainer, TrainerError, save_model, train_store
-from labbench.protocol import ReadoutSection, from_dict
+from labbench.engine.live import Trainer, TrainerError, save_model, train_store
+from labbench.spec.protocol import ReadoutSection, from_dict
 from labbench.store import RunStore
 from labbench.tasks import Digits, Narma
 

@@ -94,7 +94,7 @@ def test_silent_and_saturated_networks_are_reported():
 
 def test_a_silent_protocol_runs_and_warns_in_the_summary_and_the_store(ray_session, store_root):
     import labbench as lb
-    from labbench.protocol import from_dict
+    from labbench.spec.protocol import from_dict
 
     proto = {"protocol": {"name": "silent"}, "device": {"driver": "lsm", "params": {
         "units": 50, "input_scaling": 0.0, "steps_per_sample": 5}},
@@ -128,7 +128,7 @@ def test_memory_capacity_through_rate_coded_input():
     from sklearn.linear_model import Ridge
 
     from conftest import PROTOCOLS
-    from labbench.protocol import load
+    from labbench.spec.protocol import load
 
     proto = load(PROTOCOLS / "memory_capacity_lsm.toml", ["task.max_delay=10"])
     data = proto.task.generate(4200, seed=0)

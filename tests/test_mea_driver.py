@@ -158,7 +158,7 @@ def test_stimulus_trains_expand_to_scheduled_pulses():
 
 
 def test_serial_board_options_are_checked_with_the_protocol():
-    from labbench.protocol import ProtocolError, from_dict
+    from labbench.spec.protocol import ProtocolError, from_dict
 
     proto = {"protocol": {"name": "t"}, "task": {"name": "xor"}, "run": {"washout": 10, "train": 100},
              "device": {"driver": "mea", "params": {"backend": "serial", "url": "/dev/ttyX",

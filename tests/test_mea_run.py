@@ -15,7 +15,7 @@ from labbench.drivers.mea.layout import ElectrodeLayout
 from labbench.drivers.mea.safety import UnsafeStimulation
 from labbench.drivers.mea.serial_codec import Msg
 from labbench.drivers.transport.framing import FrameParser
-from labbench.protocol import from_dict
+from labbench.spec.protocol import from_dict
 
 
 def _xor(**device) -> dict:

@@ -37,7 +37,7 @@ from labbench.drivers.mea.layout import ElectrodeLayout  # noqa: E402
 from labbench.drivers.mea.serial_board import SerialBoard  # noqa: E402
 from labbench.drivers.mea.serial_codec import SPIKES  # noqa: E402
 from labbench.drivers.transport.framing import FrameParser  # noqa: E402
-from labbench.protocol import from_dict  # noqa: E402
+from labbench.spec.protocol import from_dict  # noqa: E402
 from labbench.store import RunReader  # noqa: E402
 
 RATE_HZ = 25_000                    # the emulator's tick rate (its default)

@@ -17,7 +17,7 @@ import zarr
 
 import labbench as lb
 from labbench.monitor.source import StoreFollower, Trace
-from labbench.protocol import from_dict
+from labbench.spec.protocol import from_dict
 from labbench.store import RunStore, StoreError
 
 from conftest import small_protocol

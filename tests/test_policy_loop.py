@@ -12,8 +12,8 @@ import zarr
 
 import labbench as lb
 from conftest import PROTOCOLS, small_protocol
-from labbench.policy import LoopBlock, NextBlock, check_next, loop_timing
-from labbench.protocol import ProtocolError, from_dict, load
+from labbench.spec.policy import LoopBlock, NextBlock, check_next, loop_timing
+from labbench.spec.protocol import ProtocolError, from_dict, load
 from labbench.store import RunReader, StoreError
 from labbench.tasks import FeedbackTraining, RateClamp
 

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import PROTOCOLS, small_protocol
 from labbench.cli import main
-from labbench.protocol import ProtocolError, from_dict, load, parse_override
+from labbench.spec.protocol import ProtocolError, from_dict, load, parse_override
 
 SHIPPED = sorted(PROTOCOLS.glob("*.toml"))
 

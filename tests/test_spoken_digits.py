@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from labbench.protocol import ProtocolError, load
+from labbench.spec.protocol import ProtocolError, load
 from labbench.reservoir import get_driver
 from labbench.readouts.pooling import pool_sequences
 from labbench.tasks import SpokenDigits

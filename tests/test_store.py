@@ -192,7 +192,7 @@ def test_coalescing_writer_merges_queued_blocks_without_changing_a_row(tmp_path)
     """Blocks queued behind a slow write go to the store as one append: same rows, same raw rows."""
     import threading
 
-    from labbench.coalescing_writer import CoalescingWriter
+    from labbench.engine.coalescing_writer import CoalescingWriter
 
     def raw(a, n):
         return {"spikes": {"t": np.arange(a, a + n, dtype=np.float64) + 0.5, "ch": np.arange(n, dtype=np.int32)}}
@@ -222,7 +222,7 @@ def test_coalescing_writer_merges_queued_blocks_without_changing_a_row(tmp_path)
 
 
 def test_coalescing_writer_raises_a_failed_write_and_writes_nothing_after_it(tmp_path):
-    from labbench.coalescing_writer import CoalescingWriter
+    from labbench.engine.coalescing_writer import CoalescingWriter
 
     store = make_store(tmp_path / "r.zarr")
     w = CoalescingWriter(store)

@@ -9,8 +9,8 @@ import zarr
 import labbench as lb
 from conftest import small_protocol
 from labbench.cli import main
-from labbench.protocol import ProtocolError, from_dict
-from labbench.sweep_spec import Range, SweepSpec, flatten_sweep_table, trials
+from labbench.spec.protocol import ProtocolError, from_dict
+from labbench.spec.sweep import Range, SweepSpec, flatten_sweep_table, trials
 
 SWEEP = {"method": "grid", "device.params.spectral_radius": [0.5, 0.95], "device.params.input_scaling": [0.05, 0.5]}
 

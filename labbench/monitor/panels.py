@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
-from ..policy import TIMING_COLUMNS
+from ..spec.policy import TIMING_COLUMNS
 from .source import DeviceFollower, SpikeBuffer
 
 #: colours of the readouts' predictions, in order (Okabe-Ito, readable by colour-blind people)

@@ -216,7 +216,7 @@ class ClosedLoopTask(Task):
     """A task whose inputs are decided during the run, block by block, from the device's activity.
 
     Instead of generating its inputs up front, a closed-loop task gives the bench a policy
-    (:meth:`policy`, see :mod:`labbench.policy`) that receives each block the device
+    (:meth:`policy`, see :mod:`labbench.spec.policy`) that receives each block the device
     returns and answers with the next block's inputs and targets. The bench stores each
     decision's record and the loop's timing as the raw stream ``loop``, and
     :meth:`score_loop` turns that stream into the run's ``loop`` metrics.

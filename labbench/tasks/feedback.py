@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from labbench.policy import LoopBlock, NextBlock
+from labbench.spec.policy import LoopBlock, NextBlock
 from labbench.tasks.base import ClosedLoopTask
 
 __all__ = ["FeedbackPolicy", "FeedbackTraining"]

@@ -37,9 +37,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .reservoir import get_driver
-from .sweep_spec import SweepSpec, flatten_sweep_table
-from .tasks import TASKS, Task
+from ..reservoir import get_driver
+from .sweep import SweepSpec, flatten_sweep_table
+from .sweep import trials as make_trials
+from ..tasks import TASKS, Task
 
 
 class ProtocolError(Exception):
@@ -354,7 +355,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
             if n_in != task.n_inputs:
                 problems.append(f"{key}.params.n_inputs: task {task.name!r} has {task.n_inputs} input(s) "
                                 f"(got {n_in})")
-    problems += _check_readouts(proto.readouts)
+    problems += check_readouts(proto.readouts)
     if task is not None:
         min_washout = int(getattr(task, "min_washout", 0) or 0)
         if proto.run.washout < min_washout:
@@ -394,8 +395,6 @@ def _device_keys(proto: Protocol) -> list[tuple[str, DeviceSection]]:
 
 def _check_sweep(proto: Protocol) -> None:
     """Every trial of the sweep must be a valid protocol, and the ranking metric must exist."""
-    from .sweeper import trial_protocols
-
     sweep = proto.sweep
     problems = []
     if len(proto.all_devices) != 1:
@@ -409,6 +408,27 @@ def _check_sweep(proto: Protocol) -> None:
     trial_protocols(proto)
 
 
+def trial_protocols(proto: Protocol) -> list[tuple[dict[str, Any], Protocol]]:
+    """Every trial's overrides and validated protocol (raises ProtocolError naming the key)."""
+    base, source = sweep_base(proto)
+    # the sweep's own settings (also when given with --set sweep.*) are not part of a trial
+    fixed = {k: v for k, v in proto.overrides.items() if k != "sweep" and not k.startswith("sweep.")}
+    out = []
+    for i, params in enumerate(make_trials(proto.sweep)):
+        try:
+            trial = from_dict(base, source=source, text=proto.text, overrides={**fixed, **params})
+        except ProtocolError as exc:
+            problems = []
+            for line in exc.problems:
+                key = next((k for k in params if line.startswith(k + ":") or line.startswith(k + ".")
+                            or line.startswith(k.rsplit(".", 1)[0] + ":")), None)
+                problems.append(f'sweep."{key}": trial {i} ({key} = {params[key]!r}): {line}' if key
+                                else f"sweep: trial {i} {params}: {line}")
+            raise ProtocolError(source, problems) from None
+        out.append((params, trial))
+    return out
+
+
 def _placeholder() -> Task:
     return TASKS["narma"]()
 
@@ -417,8 +437,8 @@ def _placeholder() -> Task:
 _RESERVED = frozenset({"loop", "device"})
 
 
-def _check_readouts(readouts: list[ReadoutSection]) -> list[str]:
-    from .readouts import MODULES, READOUTS, module_class
+def check_readouts(readouts: list[ReadoutSection]) -> list[str]:
+    from ..readouts import MODULES, READOUTS, module_class
 
     problems = []
     seen = set()

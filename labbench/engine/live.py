@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .protocol import ReadoutSection
-from .readouts import READOUTS, make_module, make_readout
-from .readouts.pooling import pool_sequences
-from .store import PHASES, ReadoutWriter, RunReader, StoreError
-from .tasks import Task
+from ..spec.protocol import ReadoutSection
+from ..readouts import READOUTS, make_module, make_readout
+from ..readouts.pooling import pool_sequences
+from ..store import PHASES, ReadoutWriter, RunReader, StoreError
+from ..tasks import Task
 
 WASHOUT, TRAIN, TEST = PHASES["washout"], PHASES["train"], PHASES["test"]
 #: most prequential / test evaluations a trainer makes over a phase
@@ -408,7 +408,7 @@ def prepare(path: str | Path, spec: ReadoutSection, *, device: str | None = None
     dev = reader.device_attrs(device)
     attrs = reader.attrs
     if task is None:
-        from .tasks import TASKS
+        from ..tasks import TASKS
 
         task_dict = (attrs.get("protocol") or {}).get("task")
         if not task_dict or task_dict.get("name") not in TASKS:
@@ -511,7 +511,7 @@ def readout_specs(path: str | Path, readout: str | dict[str, Any] | ReadoutSecti
                   name: str | None = None, params: dict[str, Any] | None = None) -> list[ReadoutSection]:
     """What :func:`train` trains: one readout described by kind + parameters, or (no
     ``readout``) every readout of the store's own protocol, renamed ``<name>-replay``."""
-    from .protocol import ProtocolError, _check_readouts
+    from ..spec.protocol import ProtocolError, check_readouts
 
     if readout is None:
         try:
@@ -536,7 +536,7 @@ def readout_specs(path: str | Path, readout: str | dict[str, Any] | ReadoutSecti
         spec = ReadoutSection.model_validate(data)
     except Exception as exc:
         raise TrainerError(f"readout {data.get('kind')!r}: {exc}") from None
-    problems = _check_readouts([spec])
+    problems = check_readouts([spec])
     if problems:
         raise TrainerError(str(ProtocolError("--readout", [p.replace("readouts[0].", "") for p in problems])))
     return [spec]

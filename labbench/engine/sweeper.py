@@ -27,11 +27,13 @@ from typing import Any
 
 import zarr
 
-from .protocol import Protocol, from_dict, load
-from .store import _jsonable, new_run_path, now_iso
-from .sweep_spec import trials as make_trials
+from ..spec.protocol import Protocol, load, trial_protocols
+from ..store import jsonable, new_run_path, now_iso
+from .placement import check_resources
+from .progress import ProgressBar
+from .ray_runtime import ensure_ray
 
-__all__ = ["Sweep", "SweepStore", "read_sweep", "run_sweep", "trial_protocols"]
+__all__ = ["Sweep", "SweepStore", "read_sweep", "run_sweep"]
 
 
 @dataclass
@@ -58,36 +60,13 @@ class Sweep:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def trial_protocols(proto: Protocol) -> list[tuple[dict[str, Any], Protocol]]:
-    """Every trial's overrides and validated protocol (raises ProtocolError naming the key)."""
-    from .protocol import ProtocolError, sweep_base
-
-    base, source = sweep_base(proto)
-    # the sweep's own settings (also when given with --set sweep.*) are not part of a trial
-    fixed = {k: v for k, v in proto.overrides.items() if k != "sweep" and not k.startswith("sweep.")}
-    out = []
-    for i, params in enumerate(make_trials(proto.sweep)):
-        try:
-            trial = from_dict(base, source=source, text=proto.text, overrides={**fixed, **params})
-        except ProtocolError as exc:
-            problems = []
-            for line in exc.problems:
-                key = next((k for k in params if line.startswith(k + ":") or line.startswith(k + ".")
-                            or line.startswith(k.rsplit(".", 1)[0] + ":")), None)
-                problems.append(f'sweep."{key}": trial {i} ({key} = {params[key]!r}): {line}' if key
-                                else f"sweep: trial {i} {params}: {line}")
-            raise ProtocolError(source, problems) from None
-        out.append((params, trial))
-    return out
-
-
 class SweepStore:
     """The single writer of a sweep store."""
 
     def __init__(self, path: str | os.PathLike[str], proto: Protocol, ranking: tuple[str, str, bool],
                  n_trials: int) -> None:
-        from . import __version__
-        from .store import _versions
+        from ..version import __version__
+        from ..store import versions
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,11 +74,11 @@ class SweepStore:
         readout, metric, maximise = ranking
         self.ranking = {"readout": readout, "metric": metric, "maximise": maximise}
         self._rows: list[dict[str, Any]] = []
-        self._root.attrs.update(_jsonable({
+        self._root.attrs.update(jsonable({
             "labbench_version": __version__, "kind": "labbench.sweep", "protocol_name": proto.protocol.name,
             "protocol_text": proto.text, "protocol_source": proto.source, "overrides": proto.overrides,
             "sweep": proto.sweep.model_dump(mode="json"), "ranking": self.ranking, "n_trials": n_trials,
-            "versions": _versions(), "started": now_iso(), "ended": None, "status": "running", "error": None,
+            "versions": versions(), "started": now_iso(), "ended": None, "status": "running", "error": None,
             "summary": [], "best": None, "writer_pid": os.getpid(), "host": platform.node()}))
 
     def add_trial(self, index: int, params: dict[str, Any], *, status: str, result: Any = None,
@@ -114,7 +93,7 @@ class SweepStore:
         row = {"trial": index, "status": status, **params, self.ranking["metric"]: value}
         self._rows.append(row)
         # the group is born with its attributes: a reader never sees a trial without them
-        self._root.create_group(f"trial-{index:04d}", attributes=_jsonable(attrs))
+        self._root.create_group(f"trial-{index:04d}", attributes=jsonable(attrs))
         self.write_summary()
         return row
 
@@ -123,13 +102,13 @@ class SweepStore:
         summary = self.summary
         metric = self.ranking["metric"]
         ok = [r for r in summary if r["status"] == "complete" and r[metric] is not None and r[metric] == r[metric]]
-        self._root.attrs.update(_jsonable({"summary": summary, "best": ok[0] if ok else None}))
+        self._root.attrs.update(jsonable({"summary": summary, "best": ok[0] if ok else None}))
 
     def set_attrs(self, **attrs: Any) -> None:
-        self._root.attrs.update(_jsonable(attrs))
+        self._root.attrs.update(jsonable(attrs))
 
     def finish(self, status: str, error: str | None = None) -> None:
-        self._root.attrs.update(_jsonable({"status": status, "error": error, "ended": now_iso()}))
+        self._root.attrs.update(jsonable({"status": status, "error": error, "ended": now_iso()}))
 
     @property
     def summary(self) -> list[dict[str, Any]]:
@@ -153,13 +132,12 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
     """Run every trial of the protocol's ``[sweep]`` and gather them into one store.
 
     Every trial is validated before the first one starts (a bad key, an empty grid or a
-    budget of 0 raises :class:`~labbench.protocol.ProtocolError` and creates no store).
+    budget of 0 raises :class:`~labbench.spec.protocol.ProtocolError` and creates no store).
     A trial that raises is recorded as ``failed`` with its error and the sweep goes on;
     Ctrl-C cancels the trials still running, marks the store ``aborted`` and re-raises.
     """
     import ray
 
-    from .bench import _ProgressBar, check_resources, ensure_ray
     from .trial import run_trial
 
     proto = protocol if isinstance(protocol, Protocol) else load(protocol, overrides=set)
@@ -183,7 +161,7 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
     t0 = time.perf_counter()
     running: dict[Any, int] = {}
     nxt = 0
-    bar = _ProgressBar(len(planned), f"sweep {proto.protocol.name}", enabled=progress, console=console,
+    bar = ProgressBar(len(planned), f"sweep {proto.protocol.name}", enabled=progress, console=console,
                        unit="trials")
     try:
         with bar:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reservoir import Reservoir
+from ..reservoir import Reservoir
 
 
 def free_run(reservoir: Reservoir, readout, sync_inputs: np.ndarray, horizon: int) -> np.ndarray:

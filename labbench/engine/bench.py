@@ -1,18 +1,16 @@
 """The bench: runs a validated protocol on a device in a Ray actor and records it in a run store.
 
-Execution is separated from description: :mod:`labbench.protocol` says what to do;
+Execution is separated from description: :mod:`labbench.spec.protocol` says what to do;
 this module does the I/O. The device actor computes block ``k+1`` while this process
 (the store's one writer) writes block ``k``, so the device never waits for the disk.
 Each readout is trained by its own trainer actor that tails the store as it is written
-(:mod:`labbench.live`), so the writer never waits for learning either; when the stream
+(:mod:`labbench.engine.live`), so the writer never waits for learning either; when the stream
 ends the bench collects the trained readouts and runs the closed-loop evaluation in the
 device actor.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import os
 import resource
 import time
@@ -26,21 +24,17 @@ from typing import Any
 import numpy as np
 
 from .coalescing_writer import CoalescingWriter
+from .errors import DeviceDown
 from .evaluation import evaluate
 from .live import TrainResult
-from .policy import LoopBlock, NextBlock, check_next, loop_timing
-from .protocol import DeviceSection, Protocol, from_dict, from_text, load
-from .reservoir import get_driver
-from .store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
-from .tasks import TaskData
-
-#: environment that keeps Ray quiet, local and on loopback (see shared/PLATFORM.md)
-RAY_ENV = {
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_DEDUP_LOGS": "0",
-}
+from .placement import device_cpus
+from .progress import ProgressBar
+from .ray_runtime import ensure_ray
+from ..spec.policy import LoopBlock, NextBlock, check_next, loop_timing
+from ..spec.protocol import DeviceSection, Protocol, from_dict, from_text, load
+from ..reservoir import get_driver
+from ..store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
+from ..tasks import TaskData
 
 #: device calls in flight ahead of the writer
 _PIPELINE_DEPTH = 2
@@ -79,29 +73,6 @@ class Run:
         return RunReader(self.store)
 
 
-def ensure_ray(address: str | None = None) -> float:
-    """Start local Ray (no dashboard, quiet) or join ``address``; returns seconds spent."""
-    # before `import ray`: Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when it is imported
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
-    import ray
-
-    if ray.is_initialized():
-        return 0.0
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    t0 = time.perf_counter()
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
-                              "configure_logging": True, "log_to_driver": True}
-    if address is None:
-        # the embedded default: always a fresh local Ray of our own, never a cluster that a
-        # `ray start` on this machine happens to have left running (join one with --address)
-        address = "local"
-        kwargs["object_store_memory"] = 512 * 1024**2
-        kwargs["_node_ip_address"] = "127.0.0.1"
-    ray.init(address=address, **kwargs)
-    return time.perf_counter() - t0
-
-
 def run(
     protocol: Protocol | str | os.PathLike[str],
     *,
@@ -129,7 +100,7 @@ def run(
         Show a progress bar (samples, rate, ETA).
     sweep : bool
         Run the protocol's ``[sweep]`` when it has one (returns a
-        :class:`~labbench.sweeper.Sweep`); ``False`` runs the base protocol once.
+        :class:`~labbench.engine.sweeper.Sweep`); ``False`` runs the base protocol once.
     on_store : callable, optional
         Called with the run store's path as soon as the store exists (before the first
         block), e.g. to open a monitor on it (``labbench run --monitor``).
@@ -204,10 +175,6 @@ def stored_protocol(attrs: dict[str, Any], path: str | os.PathLike[str]) -> Prot
         return from_dict(attrs["protocol_table"], source=source, text=attrs.get("protocol_text") or "",
                          overrides=attrs.get("overrides") or {})
     return from_text(attrs.get("protocol_text") or "", source=source, overrides=attrs.get("overrides") or {})
-
-
-class DeviceDown(RuntimeError):
-    """A device raised, died more often than ``max_restarts``, or did not answer in ``timeout_s``."""
 
 
 @dataclass
@@ -303,7 +270,7 @@ class _Execution:
         self.timings["ray_startup_s"] = ensure_ray(self.address)
 
         t0 = time.perf_counter()
-        cpus = _device_cpus(p.all_devices)
+        cpus = device_cpus(p.all_devices)
         # every device actor starts at once; each waits for its own resources (a pinned rig's node)
         streams = [_DeviceStream(dev, p.device_params(dev), n) for dev, n in zip(p.all_devices, cpus)]
         store: RunStore | None = None
@@ -443,7 +410,7 @@ class _Execution:
         for s in streams:
             s.submit(data, total, block)
         label = f"{p.protocol.name} on {p.describe_devices()}"
-        bar = _ProgressBar(remaining, label, enabled=self.progress, console=self.console)
+        bar = ProgressBar(remaining, label, enabled=self.progress, console=self.console)
         in_dtype = {s.group: np.dtype(store.input_dtype(s.group)) for s in streams}
         waiting = 0.0
         t_start = time.perf_counter()
@@ -474,7 +441,7 @@ class _Execution:
 
     def _stream_loop(self, streams: list[_DeviceStream], store: RunStore, phase: np.ndarray) -> None:
         """Closed loop: one block in flight per device; the task's policy decides each next block
-        from the one the device just returned (:mod:`labbench.policy`).
+        from the one the device just returned (:mod:`labbench.spec.policy`).
 
         The next block is sent before the last one is written, so the device waits only for
         the round trip and the policy. Each block's decision record and timing go to the
@@ -512,7 +479,7 @@ class _Execution:
             decide(s)
             send(s)
         label = f"{p.protocol.name} on {p.describe_devices()} (closed loop)"
-        bar = _ProgressBar(total * len(streams), label, enabled=self.progress, console=self.console)
+        bar = ProgressBar(total * len(streams), label, enabled=self.progress, console=self.console)
         t_start = time.perf_counter()
         # the store is written by a thread of its own, so a slow write never holds up the next
         # decision; blocks that queue up behind a write go to the store together
@@ -579,7 +546,7 @@ class _Execution:
         """Closed-loop evaluation (tasks that have one) with each trained readout, in the device actor."""
         import ray
 
-        from .store import _jsonable
+        from ..store import jsonable
 
         actor = s.actor
         metrics: dict[str, Any] = {}
@@ -595,7 +562,7 @@ class _Execution:
                                    compressors=None)
                 group.create_array("free_run_starts", data=ev.free_run_starts, dimension_names=("start",),
                                    compressors=None)
-                group.attrs.update(_jsonable({"metrics": ev.metrics}))
+                group.attrs.update(jsonable({"metrics": ev.metrics}))
             store.set_summary_metrics(s.group, res.name, ev.metrics)
             metrics[res.name] = ev.metrics
         self.timings["evaluation_s"] = self.timings.get("evaluation_s", 0.0) + time.perf_counter() - t0
@@ -633,61 +600,6 @@ def _next_result(streams: list[_DeviceStream]) -> tuple[_DeviceStream, _Pending,
     return s, head, result
 
 
-def _device_cpus(devices: list[DeviceSection]) -> list[float]:
-    """CPUs each device actor asks for: its ``num_cpus``, else 1, or an equal share small
-    enough that every device fits on the cluster's nodes at once.
-
-    Raises DeviceDown at once when the devices need custom resources the cluster lacks.
-    """
-    import ray
-
-    check_resources(devices)
-    free = [d for d in devices if d.num_cpus is None]
-    nodes = [float(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
-    share = _fair_share(nodes, len(free)) if free else 1.0
-    return [d.num_cpus if d.num_cpus is not None else share for d in devices]
-
-
-def _fair_share(node_cpus: list[float], n: int) -> float:
-    """Largest share ``s <= 1`` of a CPU such that ``n`` actors of ``s`` CPUs fit on the nodes.
-
-    Actors cannot straddle nodes, so the share is ``c / k`` for some node's ``c`` CPUs and
-    ``k`` actors on it; the best is the largest such value with ``sum(floor(c_i / s)) >= n``.
-    """
-    cpus = [c for c in node_cpus if c > 0]
-    if n <= 0 or not cpus:
-        return 1.0
-    candidates = sorted({min(1.0, c / k) for c in cpus for k in range(1, n + 1)}, reverse=True)
-    for s in candidates:
-        if sum(math.floor(c / s + 1e-9) for c in cpus) >= n:
-            return s
-    return min(cpus) / n
-
-
-def check_resources(devices: list[DeviceSection]) -> None:
-    """DeviceDown, before anything starts, if the devices together need more of a custom
-    resource (e.g. ``device:rig-1``) than the cluster has."""
-    import ray
-
-    available = ray.cluster_resources()
-    demand: dict[str, float] = {}
-    for dev in devices:
-        for key, amount in dev.resources.items():
-            demand[key] = demand.get(key, 0.0) + float(amount)
-    for key, amount in demand.items():
-        have = float(available.get(key, 0.0))
-        if have >= amount:
-            continue
-        users = [d.group for d in devices if key in d.resources]
-        custom = sorted(k for k in available if ":" in k and not k.startswith("node:")) or ["none"]
-        if have == 0:
-            raise DeviceDown(f"device {users[0]!r} needs resource {key!r}, which no node of the cluster has "
-                             f"(custom resources: {', '.join(custom)}); start the node that holds it with "
-                             f"ray start --resources '{{\"{key}\": 1}}' (docs/cluster.md)")
-        raise DeviceDown(f"devices {', '.join(map(repr, users))} need {amount:g} of resource {key!r} together, "
-                         f"but the cluster has {have:g}")
-
-
 def _cause(exc: BaseException) -> str:
     """``Type: message`` of what went wrong inside Ray (the driver's own exception when there is one)."""
     cause = getattr(exc, "cause", None)
@@ -706,36 +618,3 @@ def _close_actor(actor) -> None:
         pass
     finally:
         ray.kill(actor)
-
-
-class _ProgressBar:
-    """A rich progress bar over samples (count, rate, ETA), or nothing."""
-
-    def __init__(self, total: int, label: str, *, enabled: bool, console: Any = None, unit: str = "samples") -> None:
-        self.enabled = enabled
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn(unit + "  {task.fields[rate]}"), TimeRemainingColumn(), console=console, transient=False)
-        self._task = self._progress.add_task(label, total=total, rate="")
-        self._t0 = time.perf_counter()
-        self._done = 0
-
-    def __enter__(self) -> _ProgressBar:
-        if self.enabled:
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._progress.__exit__(*exc)
-
-    def advance(self, n: int) -> None:
-        if not self.enabled:
-            return
-        self._done += n
-        rate = self._done / max(time.perf_counter() - self._t0, 1e-9)
-        self._progress.update(self._task, advance=n, rate=f"{rate:,.0f}/s")

@@ -1,100 +1,20 @@
-"""The run store: one Zarr v3 group per run, written by one writer, tailed by many readers.
-
-Layout (see ``DESIGN.md``)::
-
-    <run>.zarr                attrs: labbench version, protocol text + sha256, seed, host,
-                                     started/ended, status, error, metrics
-      <device>/               attrs: driver, describe, spec, committed
-        inputs    (time, input)
-        features  (time, unit)
-        targets   (time, output)
-        phase     (time,)     int8: 0 washout, 1 train, 2 test
-        sequence  (time,)     int32, only for sequence tasks: sample index, -1 between samples
-        raw/<stream>/<column> (row,) append-only, plus raw/<stream>/offsets (block,)
-        readouts/<name>/      written by that readout's trainer (see ``ReadoutWriter``)
-          predictions (time, output)
-          history/<column> (evaluation,)   the metric history, one row per evaluation
-          attrs: describe, status, consumed, evaluations, metrics, warnings, error
-
-Every array carries ``dimension_names`` so ``xarray.open_zarr(path, group=device,
-consolidated=False)`` opens a device group as a Dataset.
-
-Durability rule: the writer writes a block into every time array first and only then
-advances the group attribute ``committed``; readers re-open the group on every poll and
-read rows below ``committed`` only. Zarr's local store writes each chunk and each
-``zarr.json`` by temp file and rename, so a reader never sees a torn block and a run
-killed at any point leaves every committed row intact. When the expected length is
-known the arrays are allocated at full length up front (rows past ``committed`` hold
-the fill value) and trimmed to ``committed`` when the run ends, so an append costs
-chunk writes plus one small attribute write.
-
-Each readout group has its own single writer, the trainer (a Ray actor during a run, or
-``labbench train`` replaying a finished run); it follows the same rule with its own
-``consumed`` and ``evaluations`` attributes, so the run's writer and the trainers never
-write the same file.
+"""The writers of a run store: :class:`RunStore` (one per run) and :class:`ReadoutWriter`
+(one per readout group). See :mod:`labbench.store` for the layout and the durability rule.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
-import json
 import os
 import platform
-import re
-import time
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
-from . import __version__
-
-PHASES = {"washout": 0, "train": 1, "test": 2}
-STATUSES = ("running", "complete", "aborted", "failed")
-_TIME_ARRAYS = ("inputs", "features", "targets", "phase")
-# a live store holds writers' temporary files (``*.partial``); zarr warns about them when
-# a reader lists a group, which is expected and harmless
-warnings.filterwarnings("ignore", message=r".*\.partial is not recognized", category=UserWarning)
-
-
-class StoreError(Exception):
-    """A path that is not a readable labbench run store."""
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def new_run_path(root: str | os.PathLike[str], protocol_name: str) -> Path:
-    """``root/<UTC timestamp>_<protocol>.zarr``, never an existing path."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", protocol_name).strip("-") or "run"
-    root = Path(root)
-    path = root / f"{stamp}_{safe}.zarr"
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{stamp}_{safe}-{n}.zarr"
-    return path
-
-
-def _jsonable(obj: Any) -> Any:
-    """Round-trip through JSON so attributes never hold numpy scalars or tuples."""
-    return json.loads(json.dumps(obj, default=_json_default))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return repr(o)
+from ..version import __version__
+from .layout import STATUSES, StoreError, jsonable, now_iso, versions
 
 
 class RunStore:
@@ -124,7 +44,7 @@ class RunStore:
             "host": platform.node(),
             "writer_pid": os.getpid(),
             "python": platform.python_version(),
-            "versions": _versions(),
+            "versions": versions(),
             "started": now_iso(),
             "ended": None,
             "status": "running",
@@ -132,7 +52,7 @@ class RunStore:
             "metrics": {},
             **provenance,
         }
-        self._root.attrs.update(_jsonable(attrs))
+        self._root.attrs.update(jsonable(attrs))
         self._devices: dict[str, _DeviceWriter] = {}
 
     def restart_run(self) -> None:
@@ -141,7 +61,7 @@ class RunStore:
         readouts are trained again from the first row)."""
         resumed = list(self._root.attrs.get("resumed") or [])
         resumed.append({"at": now_iso(), "from_rows": {name: d.committed for name, d in self._devices.items()}})
-        self._root.attrs.update(_jsonable({"status": "running", "error": None, "ended": None, "resumed": resumed,
+        self._root.attrs.update(jsonable({"status": "running", "error": None, "ended": None, "resumed": resumed,
                                            "metrics": {}}))
         for dev in self._devices.values():
             if "readouts" in dev.group:
@@ -162,7 +82,7 @@ class RunStore:
         if self._root.attrs.get("kind") != "labbench.run":
             raise StoreError(f"{self.path}: not a labbench run store")
         self._devices = {name: _DeviceWriter.reopen(g) for name, g in self._root.groups()}
-        self._root.attrs.update(_jsonable({"writer_pid": os.getpid(), "host": platform.node()}))
+        self._root.attrs.update(jsonable({"writer_pid": os.getpid(), "host": platform.node()}))
         return self
 
     # -- devices --------------------------------------------------------------------------
@@ -185,7 +105,7 @@ class RunStore:
         so trainers can plan their evaluations; ``sequence=True`` adds the ``sequence`` column.
         """
         g = self._root.create_group(name)
-        g.attrs.update(_jsonable({"driver": describe.get("driver", name), "describe": describe, "spec": spec,
+        g.attrs.update(jsonable({"driver": describe.get("driver", name), "describe": describe, "spec": spec,
                                   "committed": 0, "chunk_rows": chunk_rows, "expected_rows": expected_rows,
                                   "layout": layout or {}, "stream_done": False}))
         # inputs keep the device's float precision; a device with integer features (spike
@@ -233,13 +153,13 @@ class RunStore:
         """Record a readout's final metrics in the root summary (``labbench show``)."""
         summary = dict(self._root.attrs.get("metrics") or {})
         summary.setdefault(device, {})[readout] = metrics
-        self._root.attrs.update(_jsonable({"metrics": summary}))
+        self._root.attrs.update(jsonable({"metrics": summary}))
 
     def set_attrs(self, **attrs: Any) -> None:
-        self._root.attrs.update(_jsonable(attrs))
+        self._root.attrs.update(jsonable(attrs))
 
     def set_device_attrs(self, device: str, **attrs: Any) -> None:
-        self._devices[device].group.attrs.update(_jsonable(attrs))
+        self._devices[device].group.attrs.update(jsonable(attrs))
 
     # -- end of a run -------------------------------------------------------------------------
     def finish(self, status: str, error: str | None = None) -> None:
@@ -251,7 +171,7 @@ class RunStore:
                 dev.trim()
             except Exception:  # keep the committed rows whatever went wrong
                 pass
-        self._root.attrs.update(_jsonable({"status": status, "error": error, "ended": now_iso()}))
+        self._root.attrs.update(jsonable({"status": status, "error": error, "ended": now_iso()}))
 
 
 class _DeviceWriter:
@@ -379,7 +299,7 @@ class ReadoutWriter:
         if name in parent:
             raise StoreError(f"{self.path}: {device}/readouts/{name} already exists; choose another name")
         self.group = parent.create_group(name)
-        self.group.attrs.update(_jsonable({
+        self.group.attrs.update(jsonable({
             "describe": describe, "status": "running", "error": None, "consumed": 0, "evaluations": 0,
             "metrics": {}, "warnings": [], "history_columns": list(history_columns), "started": now_iso(),
             "ended": None, "trainer": {"host": platform.node(), "pid": os.getpid()}}))
@@ -412,10 +332,10 @@ class ReadoutWriter:
             arr.resize((n + 1,))
             arr[n] = float(values.get(col, np.nan))
         self.evaluations = n + 1
-        self.group.attrs.update(_jsonable({"evaluations": n + 1, "metrics": metrics}))
+        self.group.attrs.update(jsonable({"evaluations": n + 1, "metrics": metrics}))
 
     def set_attrs(self, **attrs: Any) -> None:
-        self.group.attrs.update(_jsonable(attrs))
+        self.group.attrs.update(jsonable(attrs))
 
     def finish(self, status: str, error: str | None = None) -> None:
         """Trim predictions to ``consumed`` and mark the readout ``complete``/``aborted``/``failed``."""
@@ -425,161 +345,9 @@ class ReadoutWriter:
             if self.predictions.shape[0] != self.consumed:
                 self.predictions.resize((self.consumed, self.predictions.shape[1]))
         finally:
-            self.group.attrs.update(_jsonable({"status": status, "error": error, "ended": now_iso()}))
+            self.group.attrs.update(jsonable({"status": status, "error": error, "ended": now_iso()}))
 
     @classmethod
     def reopen(cls, path: str | os.PathLike[str], device: str, name: str) -> zarr.Group:
         """The group of an existing readout, for writing after its trainer finished."""
         return zarr.open_group(str(path), mode="r+")[f"{device}/readouts/{name}"]
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("numpy", "zarr", "ray", "numba", "scikit-learn"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading
-# ---------------------------------------------------------------------------------------------
-def writer_is_dead(attrs: dict[str, Any]) -> bool:
-    """Whether the writer process of a store is gone (decidable on its own host only)."""
-    import psutil
-
-    pid = attrs.get("writer_pid")
-    return attrs.get("host") == platform.node() and isinstance(pid, int) and not psutil.pid_exists(pid)
-
-
-class RunReader:
-    """Read any run store, finished or still being written, never past ``committed``.
-
-    Every property re-opens the store, so a reader sees the writer's progress.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise StoreError(f"{self.path}: no such run store")
-        self._open()  # validates
-
-    def _open(self) -> zarr.Group:
-        try:
-            root = zarr.open_group(str(self.path), mode="r")
-        except Exception as exc:
-            raise StoreError(f"{self.path}: not a Zarr v3 group ({type(exc).__name__}: {exc})") from None
-        if root.attrs.get("kind") != "labbench.run":
-            raise StoreError(f"{self.path}: a Zarr group, but not a labbench run (no kind='labbench.run' attribute)")
-        return root
-
-    @property
-    def attrs(self) -> dict[str, Any]:
-        return dict(self._open().attrs)
-
-    @property
-    def status(self) -> str:
-        return str(self.attrs.get("status"))
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return dict(self.attrs.get("metrics") or {})
-
-    @property
-    def devices(self) -> list[str]:
-        return sorted(name for name, _ in self._open().groups())
-
-    def device_attrs(self, device: str) -> dict[str, Any]:
-        return dict(self._open()[device].attrs)
-
-    def committed(self, device: str) -> int:
-        return int(self._open()[device].attrs.get("committed", 0))
-
-    def read(self, device: str, start: int = 0, stop: int | None = None, *, readouts: bool = True
-             ) -> dict[str, np.ndarray]:
-        """Time arrays of ``device`` for rows ``start:stop``, clipped to ``committed``.
-
-        With ``readouts=True`` the predictions of every readout are included as
-        ``readouts/<name>/predictions`` (NaN where a trainer has not got to yet).
-        """
-        g = self._open()[device]
-        committed = int(g.attrs.get("committed", 0))
-        stop = committed if stop is None else min(stop, committed)
-        start = min(start, stop)
-        out = {key: g[key][start:stop] for key in _TIME_ARRAYS}
-        if "sequence" in g:
-            out["sequence"] = g["sequence"][start:stop]
-        if readouts and "readouts" in g:
-            for name, rg in g["readouts"].groups():
-                if "predictions" not in rg:  # a trainer is creating its group right now
-                    continue
-                pred = rg["predictions"]
-                part = pred[start:min(stop, pred.shape[0])]
-                if len(part) < stop - start:  # the trainer is behind or stopped early
-                    part = np.concatenate([part, np.full((stop - start - len(part), pred.shape[1]), np.nan)])
-                out[f"readouts/{name}/predictions"] = part
-        return out
-
-    def raw(self, device: str, stream: str) -> dict[str, np.ndarray]:
-        """Every column of a raw stream of ``device`` over its committed blocks (``{}`` if it has none).
-
-        E.g. ``raw("mea", "spikes")`` gives ``{"time_s": ..., "electrode": ...}``, and
-        ``raw(device, "loop")`` the per-block record of a closed-loop run.
-        """
-        g = self._open()[device]
-        if f"raw/{stream}" not in g:
-            return {}
-        sg = g[f"raw/{stream}"]
-        blocks = int(g.attrs.get("blocks", 0))
-        offsets = sg["offsets"][:]
-        rows = int(offsets[min(blocks, len(offsets)) - 1]) if blocks and len(offsets) else 0
-        with warnings.catch_warnings():   # a live writer's temporary files (*.partial) are not arrays
-            warnings.filterwarnings("ignore", message=r".*\.partial is not recognized")
-            arrays = [(name, arr) for name, arr in sg.arrays() if name != "offsets"]
-        return {name: arr[:rows] for name, arr in arrays}
-
-    def readouts(self, device: str) -> dict[str, dict[str, Any]]:
-        """Attributes of every readout group of ``device``, by name."""
-        g = self._open()[device]
-        if "readouts" not in g:
-            return {}
-        return {name: dict(rg.attrs) for name, rg in sorted(g["readouts"].groups())}
-
-    def history(self, device: str, readout: str) -> dict[str, np.ndarray]:
-        """The metric history of a readout, one array per column, up to ``evaluations``."""
-        g = self._open()[f"{device}/readouts/{readout}"]
-        n = int(g.attrs.get("evaluations", 0))
-        cols = list(g.attrs.get("history_columns", []))
-        return {c: g[f"history/{c}"][:n] for c in cols}
-
-    def tail(self, device: str, *, start: int = 0, poll: float = 0.1, timeout: float | None = None,
-             readouts: bool = True) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """Yield ``(start_row, arrays)`` for each newly committed stretch until the stream ends.
-
-        The stream ends when the run is no longer ``running`` or its writer marked the
-        device's ``stream_done`` (the run may still be evaluating).
-
-        Raises ``TimeoutError`` if nothing new arrives within ``timeout`` seconds while
-        the run is still ``running``.
-        """
-        pos = start
-        last_progress = time.monotonic()
-        while True:
-            root = self._open()
-            status = root.attrs.get("status")
-            dev_attrs = root[device].attrs
-            committed = int(dev_attrs.get("committed", 0))
-            if committed > pos:
-                yield pos, self.read(device, pos, committed, readouts=readouts)
-                pos = committed
-                last_progress = time.monotonic()
-                continue
-            if status != "running" or dev_attrs.get("stream_done"):
-                return
-            if timeout is not None and time.monotonic() - last_progress > timeout:
-                raise TimeoutError(f"{self.path}:{device}: no new rows for {timeout} s (committed={pos})")
-            time.sleep(poll)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .store import RunStore
+from ..store import RunStore
 
 __all__ = ["CoalescingWriter"]
 

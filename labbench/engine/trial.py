@@ -1,7 +1,7 @@
 """One protocol run entirely in the current process: no Ray actor, no run store.
 
-A sweep trial is this function inside a Ray task (:mod:`labbench.sweeper`): the device,
-its readouts' :class:`~labbench.live.Trainer` objects and the closed-loop evaluation all
+A sweep trial is this function inside a Ray task (:mod:`labbench.engine.sweeper`): the device,
+its readouts' :class:`~labbench.engine.live.Trainer` objects and the closed-loop evaluation all
 live in one worker, so a trial costs no per-block traffic and writes nothing but its
 summary. The trainers consume the device's blocks exactly as they would consume them from
 a store, so a trial's metrics equal those of ``labbench run`` with the same overrides.
@@ -19,9 +19,9 @@ import numpy as np
 from .closed_loop import free_run, learn_with_feedback
 from .evaluation import evaluate
 from .live import TrainResult, Trainer
-from .protocol import Protocol
-from .reservoir import get_driver
-from .store import PHASES
+from ..spec.protocol import Protocol
+from ..reservoir import get_driver
+from ..store import PHASES
 
 __all__ = ["TrialResult", "run_trial"]
 

@@ -2,8 +2,8 @@
 task's closed-loop (free-run) evaluation.
 
 Both need the reservoir itself, so they are written against two callables: in a run they
-call the device actor (:mod:`labbench.bench`), in a sweep trial the reservoir in the same
-process (:mod:`labbench.trial`). The arithmetic is the same either way.
+call the device actor (:mod:`labbench.engine.bench`), in a sweep trial the reservoir in the same
+process (:mod:`labbench.engine.trial`). The arithmetic is the same either way.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from .live import Pipeline, TrainResult
-from .metrics import nrmse
-from .protocol import Protocol
-from .tasks import TaskData
+from ..metrics import nrmse
+from ..spec.protocol import Protocol
+from ..tasks import TaskData
 
 FreeRun = Callable[[Pipeline, np.ndarray, int], np.ndarray]
 LearnWithFeedback = Callable[[Pipeline, np.ndarray, int], tuple[Pipeline, np.ndarray]]

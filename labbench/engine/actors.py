@@ -4,7 +4,7 @@ A device actor takes coarse calls (a block, not a sample) and rebuilds its devic
 ``__init__``, so after a restart it is ready again; the bench decides where to resume
 from the store's ``committed`` row, and for a deterministic device first replays the
 stored inputs up to that row (:meth:`DeviceActor.replay`) so its state is what it was. A trainer actor makes one long call: it tails the
-run store, learns, and writes its readout group (see :mod:`labbench.live`).
+run store, learns, and writes its readout group (see :mod:`labbench.engine.live`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .closed_loop import free_run, learn_with_feedback
-from .reservoir import get_driver
+from ..reservoir import get_driver
 
 
 class DeviceActor:
@@ -95,14 +95,14 @@ class DeviceActor:
 
 
 class TrainerActor:
-    """Runs :func:`labbench.live.train_store` for one readout inside a Ray worker.
+    """Runs :func:`labbench.engine.live.train_store` for one readout inside a Ray worker.
 
     It reads and writes the run store through the file system, so the bench places it on
     the node that holds the store.
     """
 
     def __init__(self, path: str, spec: dict[str, Any], device: str, task: Any) -> None:
-        from .protocol import ReadoutSection
+        from ..spec.protocol import ReadoutSection
 
         self.path = path
         self.spec = ReadoutSection.model_validate(spec)

@@ -13,7 +13,7 @@ sampling, with a trial budget and a seed::
 
 This module only *describes* a sweep (Bluesky's plan/executor split): :func:`trials` turns
 the table into a list of override dicts, which can be dry-run, printed and validated
-before anything starts; :mod:`labbench.sweeper` executes them on Ray.
+before anything starts; :mod:`labbench.engine.sweeper` executes them on Ray.
 """
 
 from __future__ import annotations
