@@ -9,31 +9,44 @@ The Python API mirrors the CLI::
     lb.train(run.store, "rls", name="rls")  # replay it through another learner
     with lb.open_device("esn", units=500, seed=1) as res:
         block = res.run(u)
+    lb.run("rig.toml", drivers={"rig": MyRig})   # a driver under development (never named by a file)
 """
 
 from .version import __version__  # noqa: F401
 
-from .reservoir import Block, Reservoir, Spec, open_device  # noqa: E402
+from .reservoir import Block, Reservoir, Spec, get_driver, open_device, register_driver  # noqa: E402
 
 
-def run(protocol, **kwargs):
-    """Run a protocol (a path or a :class:`~labbench.spec.protocol.Protocol`); see :func:`labbench.engine.bench.run`."""
+def _register(drivers) -> None:
+    for name, cls in (drivers or {}).items():
+        register_driver(name, cls)
+
+
+def run(protocol, *, drivers=None, **kwargs):
+    """Run a protocol (a path or a :class:`~labbench.spec.protocol.Protocol`); see :func:`labbench.engine.bench.run`.
+
+    ``drivers={"rig": MyRig}`` registers driver classes (:func:`register_driver`) before the
+    protocol is read, for protocols that say ``driver = "rig"``.
+    """
     from .engine.bench import run as _run
 
+    _register(drivers)
     return _run(protocol, **kwargs)
 
 
-def resume(store, **kwargs):
+def resume(store, *, drivers=None, **kwargs):
     """Continue an aborted run of deterministic devices; see :func:`labbench.engine.bench.resume`."""
     from .engine.bench import resume as _resume
 
+    _register(drivers)
     return _resume(store, **kwargs)
 
 
-def sweep(protocol, **kwargs):
+def sweep(protocol, *, drivers=None, **kwargs):
     """Run a protocol's ``[sweep]``; see :func:`labbench.engine.sweeper.run_sweep`."""
     from .engine.sweeper import run_sweep
 
+    _register(drivers)
     return run_sweep(protocol, **kwargs)
 
 
@@ -64,12 +77,13 @@ def train(store, readout=None, **kwargs):
     return _train(store, readout, **kwargs)
 
 
-def load_protocol(path, overrides=None):
+def load_protocol(path, overrides=None, *, drivers=None, mock=False):
     """Read and validate a protocol file; see :func:`labbench.spec.protocol.load`."""
     from .spec.protocol import load
 
-    return load(path, overrides)
+    _register(drivers)
+    return load(path, overrides, mock=mock)
 
 
-__all__ = ["Block", "DeviceDown", "Reservoir", "StoreError", "Spec", "load_protocol", "open_device", "open_run", "resume", "run",
-           "sweep", "train", "__version__"]
+__all__ = ["Block", "DeviceDown", "Reservoir", "StoreError", "Spec", "get_driver", "load_protocol", "open_device",
+           "open_run", "register_driver", "resume", "run", "sweep", "train", "__version__"]

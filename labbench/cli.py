@@ -84,22 +84,69 @@ def _summary_table(summary: dict[str, Any], title: str):
     return table
 
 
+def _register_driver_paths(args: argparse.Namespace) -> None:
+    """``--driver-path NAME=module:Class``: the person running the bench names a driver under
+    development (a protocol never does); protocols then use ``driver = "NAME"``."""
+    from .reservoir import load_driver_path, register_driver
+    from .spec.protocol import ProtocolError
+
+    for spec in getattr(args, "driver_path", None) or []:
+        try:
+            register_driver(*load_driver_path(spec))
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError("--driver-path", [str(exc)]) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .engine import bench
-    from .spec.protocol import load
+    from .spec.protocol import ProtocolError, check_machine, load
 
-    proto = load(args.protocol, overrides=args.set)  # ProtocolError -> exit 2 before anything starts
-    if args.mock:   # every device's mock: the same protocol, only the devices swapped
-        mocks = (["device.mock=true"] if proto.device is not None else
-                 [f"devices.{i}.mock=true" for i in range(len(proto.devices))])
-        proto = load(args.protocol, overrides=[*args.set, *mocks])
+    _register_driver_paths(args)
+    # --mock: every device's mock, the same protocol with only the devices swapped; set before
+    # validation, so that a protocol for hardware this machine lacks validates on its mock.
+    # ProtocolError -> exit 2 before anything starts
+    proto = load(args.protocol, overrides=args.set, mock=args.mock)
+    if args.store_root is not None and (problems := check_machine(proto, args.store_root)):
+        raise ProtocolError(proto.source, problems)
     out = _console()
     if proto.sweep is not None and not args.no_sweep:
         return _run_sweep(args, proto, out)
     monitor = _MonitorProcess() if args.monitor else None
-    result = bench.run(proto, address=args.address, store_root=args.store_root, progress=not args.quiet,
-                       console=_console(stderr=True), sweep=False, on_store=monitor)
+    try:
+        result = bench.run(proto, address=args.address, store_root=args.store_root, progress=not args.quiet,
+                           console=_console(stderr=True), sweep=False, on_store=monitor)
+    except Exception as exc:
+        if getattr(args, "verbose", False):
+            raise
+        line = _device_failure(proto, exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return EXIT_FAILED
     return _report_run(args, proto, result, out)
+
+
+def _device_failure(proto, exc: BaseException) -> str | None:
+    """One line for a device that failed to open or start: the device, its driver and back end, and
+    the cause (the last line of the driver's exception, without Ray's traceback); ``None`` for
+    other errors."""
+    from .engine.errors import DeviceDown
+
+    if not isinstance(exc, DeviceDown):
+        return None
+    text = str(exc).strip()
+    for dev in proto.all_devices:
+        head = f"device {dev.group!r} "
+        if not text.startswith(head):
+            continue
+        cls = proto.driver_class(dev)
+        backend = cls.backend_of(proto.device_params(dev))
+        what = f"driver {dev.driver}" + ("" if backend == "default" else f", back end {backend}")
+        first, _, rest = text.partition(": ")
+        lines = [ln.strip() for ln in rest.splitlines() if ln.strip()]
+        cause = lines[-1] if lines else ""
+        return f"{first.replace(head, f'device {dev.group!r} ({what}) ', 1)}: {cause}".rstrip(": ")
+    return None
 
 
 class _MonitorProcess:
@@ -172,6 +219,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from .engine import bench
     from .store import RunReader
 
+    _register_driver_paths(args)
     proto = bench.stored_protocol(RunReader(args.store).attrs, args.store)
     result = bench.resume(args.store, address=args.address, progress=not args.quiet, console=_console(stderr=True))
     return _report_run(args, proto, result, _console())
@@ -302,7 +350,8 @@ class _RowsBar:
 def cmd_validate(args: argparse.Namespace) -> int:
     from .spec.protocol import load
 
-    proto = load(args.protocol, overrides=args.set)
+    _register_driver_paths(args)
+    proto = load(args.protocol, overrides=args.set, mock=args.mock)
     r = proto.run
     print(f"{args.protocol}: ok — {proto.protocol.name}: device {proto.describe_devices()}, task {proto.task.name}, "
           f"{r.total:,} samples (washout {r.washout:,}, train {r.train:,}, test {r.test:,}) in blocks of "
@@ -418,15 +467,19 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
     from .reservoir import list_devices
 
+    _register_driver_paths(args)
     rows = list_devices()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = Table(title="installed drivers (entry points 'labbench.drivers')", title_justify="left")
-    for col in ("name", "available", "detail", "target", "summary"):
+    table = Table(title="installed drivers (entry points 'labbench.drivers') and their back ends",
+                  title_justify="left")
+    for col in ("name", "back end", "available", "detail"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["available"], r["detail"], r["target"], r["summary"])
+        for i, (backend, b) in enumerate(r["backends"].items()):
+            table.add_row(r["name"] if i == 0 else "", backend, "yes" if b["available"] else "no", b["detail"])
+    table.caption = "labbench devices --json adds each driver's entry point and summary"
     _console().print(table)
     return 0
 
@@ -474,6 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a protocol key, e.g. --set device.params.units=2000 (repeatable; "
                             "the value is read as TOML)")
 
+    def add_driver_path(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--driver-path", action="append", default=[], metavar="NAME=MODULE:CLASS",
+                       help="use a driver that is not installed as an entry point, e.g. --driver-path "
+                            "rig=mylab.rig:MyRig (repeatable); protocols then say driver = \"rig\". Without "
+                            "NAME= the class's own name is used. The module must be importable (installed or on "
+                            "PYTHONPATH); a protocol can never name a module itself")
+
     p = sub.add_parser("run", help="run a protocol and record it in a run store",
                        description="Run a protocol: start (or join) Ray, run the device in an actor block by block, "
                                    "stream into a Zarr run store, train and score the readouts.")
@@ -491,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "software reservoirs are their own mock")
     p.add_argument("--monitor", action="store_true",
                    help="open the live monitor on the run's store (in its own process) as soon as it exists")
+    add_driver_path(p)
+    p.add_argument("--verbose", action="store_true",
+                   help="on failure, show the whole traceback (Ray's included) instead of one line")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="continue an aborted run of deterministic devices to its end",
@@ -501,12 +564,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS or a local Ray)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_driver_path(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("validate", help="check a protocol without running it",
                        description="Validate a protocol file (and --set overrides); exit code 2 if invalid.")
     p.add_argument("protocol", type=Path)
     add_set(p)
+    p.add_argument("--mock", action="store_true", help="validate with every device on its mock (as run --mock)")
+    add_driver_path(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("show", help="print provenance, status and metrics of a run store",
@@ -592,8 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a culture parameter (CultureParams), e.g. --set n_neurons=500 (repeatable; TOML values)")
     p.set_defaults(func=cmd_emulate)
 
-    p = sub.add_parser("devices", help="list installed drivers and whether each is available")
+    p = sub.add_parser("devices", help="list installed drivers, their back ends and whether each is available")
     p.add_argument("--json", action="store_true")
+    add_driver_path(p)
     p.set_defaults(func=cmd_devices)
     return parser
 
@@ -624,6 +691,10 @@ def main(argv: list[str] | None = None) -> int:
         if _usage_error(exc):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        if getattr(args, "verbose", False):   # labbench run --verbose: the whole story
+            import traceback
+
+            traceback.print_exc()
         print(f"error: run failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}",
               file=sys.stderr)
         return EXIT_FAILED

@@ -8,13 +8,18 @@ per block, never once per sample.
 
 Drivers are registered through the entry-point group ``labbench.drivers`` (the
 built-in ones too, see ``pyproject.toml``), so a lab can ship the driver for its
-own rig as a separate package.
+own rig as a separate package. A driver under development is registered explicitly,
+by the person running the bench and never by a protocol: :func:`register_driver` in
+Python, or ``--driver-path NAME=module:Class`` on the command line
+(:func:`load_driver_path`). A protocol only ever names a driver; no value read from a
+protocol is imported.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -23,6 +28,9 @@ import numpy as np
 from pydantic import BaseModel
 
 ENTRY_POINT_GROUP = "labbench.drivers"
+
+#: what a driver's registry name looks like (it becomes part of store paths and messages)
+NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,32 @@ class Reservoir(ABC):
         """Whether this back end can be used on this machine, and why not."""
         return True, "ok"
 
+    @classmethod
+    def backends(cls) -> dict[str, tuple[bool, str]]:
+        """Every back end of the driver with whether it can be used here and why not.
+
+        A driver with several back ends (the MEA: an in-silico culture, a serial board, a
+        CL1) overrides this and :meth:`backend_of`; the default is one back end,
+        ``"default"``, available as :meth:`available` says. Nothing here opens a device or
+        imports a back end's vendor module.
+        """
+        return {"default": cls.available()}
+
+    @classmethod
+    def backend_of(cls, params: dict[str, Any]) -> str:
+        """The key of :meth:`backends` that ``params`` (the driver's keyword parameters) select."""
+        return "default"
+
+    @classmethod
+    def footprint(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
+        """``(n_features, bytes)`` of a device built from ``params``, estimated without building it.
+
+        Validation uses it to refuse a run whose store or device cannot fit on this machine.
+        ``None`` means the driver cannot say (the default); drivers whose size grows with their
+        parameters (units, weights) should say.
+        """
+        return None, None
+
     @abstractmethod
     def open(self) -> None:
         """Connect to or allocate the device. Idempotent."""
@@ -209,53 +243,136 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
     return {ep.name: ep for ep in eps}
 
 
+#: drivers registered explicitly in this process (register_driver, --driver-path)
+_registered: dict[str, type[Reservoir]] = {}
+
+
+def _check_driver_class(cls: Any, what: str) -> type[Reservoir]:
+    if not (isinstance(cls, type) and issubclass(cls, Reservoir)):
+        raise TypeError(f"{what} is not a Reservoir subclass (got {cls!r})")
+    return cls
+
+
+def register_driver(name: str, cls: type[Reservoir] | None) -> None:
+    """Make a driver class known under ``name`` in this process (``None`` forgets it).
+
+    This is how a driver under development reaches a run without being packaged: the
+    person running the bench names the class, and protocols use ``driver = "<name>"``. A
+    registered name takes precedence over an installed driver of the same name. The bench
+    hands the class object itself to the device's Ray actor, so its module must be
+    importable by the workers (installed, or on ``PYTHONPATH``), or defined in a notebook
+    or ``__main__`` (sent by value).
+
+    Examples
+    --------
+    >>> import labbench as lb
+    >>> from labbench.drivers.esn import EchoStateNetwork
+    >>> lb.register_driver("my-esn", EchoStateNetwork)
+    >>> lb.get_driver("my-esn") is EchoStateNetwork
+    True
+    >>> lb.register_driver("my-esn", None)
+    """
+    if not (isinstance(name, str) and re.fullmatch(NAME_PATTERN, name)):
+        raise ValueError(f"driver name {name!r}: expected a simple name matching {NAME_PATTERN}")
+    if cls is None:
+        _registered.pop(name, None)
+        return
+    _registered[name] = _check_driver_class(cls, f"driver {name!r}")
+
+
+def registered_drivers() -> dict[str, type[Reservoir]]:
+    """The drivers registered in this process with :func:`register_driver`, by name."""
+    return dict(_registered)
+
+
+def load_driver_path(spec: str) -> tuple[str, type[Reservoir]]:
+    """Import the driver named on the command line as ``NAME=module:Class`` or ``module:Class``.
+
+    This is the one place a module named by a person (``--driver-path``), never by a
+    protocol, is imported. Without ``NAME=`` the driver's own :attr:`Reservoir.name`
+    (else the class name) is the name protocols use. The caller registers the result.
+
+    Raises
+    ------
+    ValueError
+        On a malformed spec, a module that cannot be imported or a missing class.
+    TypeError
+        If the object is not a :class:`Reservoir` subclass.
+    """
+    name, sep, target = spec.partition("=")
+    if not sep:
+        name, target = "", spec
+    module, colon, attr = target.partition(":")
+    if not colon or not module or not attr:
+        raise ValueError(f"--driver-path {spec!r}: expected NAME=package.module:Class or package.module:Class")
+    try:
+        # the command-line user's explicit choice of code to run (never a protocol value)
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"--driver-path {spec!r}: cannot load {target!r} ({type(exc).__name__}: {exc}); "
+                         f"the module must be importable (installed, or on PYTHONPATH)") from None
+    cls = _check_driver_class(obj, f"--driver-path {spec!r}")
+    name = name.strip() or cls.name or attr
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(f"--driver-path {spec!r}: name {name!r} is not a simple name ({NAME_PATTERN})")
+    return name, cls
+
+
 def driver_names() -> list[str]:
-    """Names of all installed drivers."""
-    return sorted(_entry_points())
+    """Names of all installed and registered drivers."""
+    return sorted(set(_entry_points()) | set(_registered))
 
 
 def get_driver(name: str) -> type[Reservoir]:
-    """Load the driver class registered under ``name``, or named ``"package.module:Class"``.
+    """The driver class registered under ``name`` (:func:`register_driver`) or installed under it
+    (entry point group ``labbench.drivers``).
 
-    The ``module:Class`` form lets a lab try a driver for its own rig before packaging
-    it with an entry point.
+    A name is only looked up, never imported: ``"package.module:Class"`` is refused (register
+    such a class explicitly, e.g. ``labbench run --driver-path NAME=package.module:Class``).
 
     Raises
     ------
     KeyError
-        If no driver of that name is installed; the message lists those that are.
+        If no driver of that name is registered or installed; the message lists those that are.
+    TypeError
+        If the entry point does not load a Reservoir subclass.
     """
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise KeyError(f"cannot load driver {name!r}: {exc}") from None
-        if not (isinstance(cls, type) and issubclass(cls, Reservoir)):
-            raise TypeError(f"driver {name!r} is not a Reservoir subclass")
-        return cls
+    if not isinstance(name, str):
+        raise KeyError(f"driver must be a name (got {name!r})")
+    if name in _registered:
+        return _registered[name]
     eps = _entry_points()
     if name not in eps:
-        known = ", ".join(sorted(eps)) or "none"
-        raise KeyError(f"unknown driver {name!r}; installed drivers: {known}")
-    cls = eps[name].load()
-    if not (isinstance(cls, type) and issubclass(cls, Reservoir)):
-        raise TypeError(f"entry point {name!r} ({eps[name].value}) is not a Reservoir subclass")
-    return cls
+        known = ", ".join(driver_names()) or "none"
+        hint = ""
+        if ":" in name or "." in name:
+            hint = ("; a protocol names a driver, it never imports one: give a driver under development on the "
+                    "command line (--driver-path NAME=package.module:Class) or in Python (lb.register_driver)")
+        raise KeyError(f"unknown driver {name!r}; installed drivers: {known}{hint}")
+    # an installed package's registered entry point, looked up by a name that is a key of it
+    return _check_driver_class(eps[name].load(), f"entry point {name!r} ({eps[name].value})")
 
 
-def list_devices() -> list[dict[str, str]]:
-    """Every installed driver with its availability, for ``labbench devices``."""
-    rows = []
-    for name, ep in sorted(_entry_points().items()):
+def list_devices() -> list[dict[str, Any]]:
+    """Every installed (and registered) driver with the availability of each back end, for
+    ``labbench devices``."""
+    rows: list[dict[str, Any]] = []
+    entries: list[tuple[str, str, Any]] = [(n, ep.value, ep) for n, ep in sorted(_entry_points().items())
+                                           if n not in _registered]
+    entries += [(n, f"{c.__module__}:{c.__qualname__} (registered)", c) for n, c in sorted(_registered.items())]
+    for name, target, src in sorted(entries):
         try:
-            cls = ep.load()
-            ok, why = cls.available()
+            # an installed package's registered entry point, listed by the user's request
+            cls = src if isinstance(src, type) else src.load()
+            backends = {k: {"available": bool(ok), "detail": why} for k, (ok, why) in cls.backends().items()}
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         except Exception as exc:  # a broken third-party plugin must not hide the others
-            ok, why, doc = False, f"failed to load: {exc}", ""
-        rows.append({"name": name, "target": ep.value, "available": "yes" if ok else "no",
-                     "detail": why, "summary": doc})
+            backends, doc = {"default": {"available": False, "detail": f"failed to load: {exc}"}}, ""
+        ok = any(b["available"] for b in backends.values())
+        detail = "; ".join(f"{k}: {'ok' if b['available'] else b['detail']}" for k, b in backends.items()) \
+            if len(backends) > 1 else next(iter(backends.values()))["detail"]
+        rows.append({"name": name, "target": target, "available": "yes" if ok else "no",
+                     "detail": detail, "summary": doc, "backends": backends})
     return rows
 
 

@@ -4,8 +4,11 @@ Readouts are scikit-learn estimators that learn block by block through
 ``partial_fit``. They know arrays, not devices, stores or Ray.
 
 - :class:`IncrementalRidge` (kind ``"ridge"``): exact incremental ridge regression.
-- :class:`SklearnReadout` (kind ``"sklearn"``): any scikit-learn regressor or
-  classifier, fed through its own ``partial_fit`` or refit on the data seen.
+- :class:`SklearnReadout` (kind ``"sklearn"``): a scikit-learn regressor or
+  classifier, fed through its own ``partial_fit`` or refit on the data seen. A protocol
+  names its ``estimator`` from :data:`ESTIMATORS` (``"Ridge"`` or
+  ``"sklearn.linear_model.Ridge"``) or from the entry-point group
+  ``labbench.estimators`` that installed packages register; nothing else is imported.
 - :class:`RLS` (kind ``"rls"``): recursive least squares with a forgetting factor.
 - :class:`FORCE` (kind ``"force"``): FORCE learning (Sussillo & Abbott 2009), RLS on the
   error before each update; its ``step`` learns with the output fed back.
@@ -34,8 +37,9 @@ from .ridge import IncrementalRidge
 from .rls import FORCE, RLS
 from .sklearn_readout import SklearnReadout
 
-__all__ = ["FORCE", "MODULES", "READOUTS", "RLS", "IncrementalRidge", "SklearnReadout", "VoteClassifier", "make_module",
-           "make_readout", "module_class"]
+__all__ = ["ESTIMATORS", "ESTIMATOR_ENTRY_POINT_GROUP", "FORCE", "MODULES", "READOUTS", "RLS", "IncrementalRidge",
+           "SklearnReadout", "VoteClassifier", "check_estimator_name", "estimator_class", "estimator_names", "make_module", "make_readout",
+           "module_class"]
 
 #: Readout kinds known to :func:`make_readout`, by name.
 READOUTS: dict[str, type[BaseEstimator]] = {
@@ -53,6 +57,85 @@ MODULES: dict[str, str] = {
 }
 
 
+#: scikit-learn estimators a protocol may name, by short name: ``module:Class`` import paths
+#: (the code's own constants; a protocol may also spell one as its full path,
+#: ``"sklearn.linear_model.Ridge"``, but nothing outside this table is ever imported)
+ESTIMATORS: dict[str, str] = {
+    name: f"sklearn.{path}:{name}" for path, names in {
+        "linear_model": ("Ridge", "RidgeClassifier", "RidgeCV", "RidgeClassifierCV", "LinearRegression", "Lasso",
+                         "ElasticNet", "LogisticRegression", "SGDRegressor", "SGDClassifier", "Perceptron",
+                         "BayesianRidge", "HuberRegressor"),
+        "svm": ("SVR", "SVC", "LinearSVR", "LinearSVC"),
+        "kernel_ridge": ("KernelRidge",),
+        "neighbors": ("KNeighborsRegressor", "KNeighborsClassifier"),
+        "neural_network": ("MLPRegressor", "MLPClassifier"),
+        "ensemble": ("RandomForestRegressor", "RandomForestClassifier"),
+        "naive_bayes": ("GaussianNB",),
+        "discriminant_analysis": ("LinearDiscriminantAnalysis",),
+        "cross_decomposition": ("PLSRegression",),
+    }.items() for name in names
+}
+
+#: entry-point group through which installed packages offer further estimators by name
+ESTIMATOR_ENTRY_POINT_GROUP = "labbench.estimators"
+
+
+def _estimator_entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ESTIMATOR_ENTRY_POINT_GROUP)}
+
+
+def estimator_names() -> list[str]:
+    """Every estimator name a protocol may use: :data:`ESTIMATORS` and the ``labbench.estimators``
+    entry points (full ``sklearn.*`` paths of :data:`ESTIMATORS` are accepted too)."""
+    return sorted(set(ESTIMATORS) | set(_estimator_entry_points()))
+
+
+def _allowed_estimator(name: str) -> str | None:
+    """The :data:`ESTIMATORS` key ``name`` spells (``"Ridge"`` or ``"sklearn.linear_model.Ridge"``)."""
+    if name in ESTIMATORS:
+        return name
+    full = {path.replace(":", "."): short for short, path in ESTIMATORS.items()}
+    return full.get(name)
+
+
+def check_estimator_name(name: Any) -> str | None:
+    """Why ``name`` is not an estimator a protocol may name, or ``None`` if it is (imports nothing)."""
+    if not isinstance(name, str):
+        return f"expected an estimator name such as 'Ridge' (got {name!r})"
+    if _allowed_estimator(name) is not None or name in _estimator_entry_points():
+        return None
+    return (f"estimator {name!r} is not allowed: name one of {', '.join(sorted(ESTIMATORS))} (or its full "
+            f"sklearn path), or one an installed package registers in the {ESTIMATOR_ENTRY_POINT_GROUP!r} "
+            f"entry points")
+
+
+def estimator_class(name: str) -> type:
+    """The estimator class a protocol names (see :func:`check_estimator_name`); imports only
+    :data:`ESTIMATORS` entries and ``labbench.estimators`` entry points.
+
+    Raises
+    ------
+    ValueError
+        For any other name, without importing anything.
+    """
+    problem = check_estimator_name(name)
+    if problem is not None:
+        raise ValueError(problem)
+    short = _allowed_estimator(name)
+    if short is not None:
+        mod, _, attr = ESTIMATORS[short].partition(":")
+        # a constant of the ESTIMATORS table above, never the protocol's text
+        obj = getattr(importlib.import_module(mod), attr)
+    else:
+        # an installed package's entry point, looked up by a name that is a key of the group
+        obj = _estimator_entry_points()[name].load()
+    if not (inspect.isclass(obj) and hasattr(obj, "fit")):
+        raise ValueError(f"estimator {name!r} is not an estimator class (one with a 'fit' method).")
+    return obj
+
+
 def module_class(kind: str) -> type[BaseEstimator]:
     """The class of an unsupervised module kind (imported on first use)."""
     try:
@@ -60,6 +143,7 @@ def module_class(kind: str) -> type[BaseEstimator]:
     except (KeyError, TypeError):
         raise ValueError(f"Unknown module kind {kind!r}; known kinds: {', '.join(map(repr, MODULES))}.") from None
     mod, _, attr = path.partition(":")
+    # a constant of the MODULES table above, looked up by a protocol's kind
     return getattr(importlib.import_module(mod), attr)
 
 
@@ -79,8 +163,9 @@ def make_readout(kind: str, **params: Any) -> BaseEstimator:
         A key of :data:`READOUTS` (``"ridge"``, ``"sklearn"``).
     **params : dict
         Hyperparameters of the readout class. For ``kind="sklearn"``,
-        ``estimator`` may also be a dotted import path of an estimator class
-        (``"sklearn.linear_model.SGDRegressor"``), and ``estimator_params`` a dict
+        ``estimator`` may also be the name of an allowed estimator class
+        (``"SGDRegressor"`` or ``"sklearn.linear_model.SGDRegressor"``, see
+        :data:`ESTIMATORS`), and ``estimator_params`` a dict
         of keyword arguments to construct it with (also accepted with a class, or
         applied with ``set_params`` to a clone of an estimator instance, or to the
         default ``Ridge`` when ``estimator`` is omitted).
@@ -94,8 +179,8 @@ def make_readout(kind: str, **params: Any) -> BaseEstimator:
     ------
     ValueError
         For an unknown kind (naming it and the known kinds), an unknown parameter
-        (naming it and the accepted ones), an import path that does not resolve to
-        an estimator class, or an unknown estimator parameter.
+        (naming it and the accepted ones), an estimator name that is not allowed
+        (nothing is imported for it), or an unknown estimator parameter.
 
     Examples
     --------
@@ -157,23 +242,6 @@ def _check_params(
         )
 
 
-def _import_estimator(path: str) -> type:
-    """Import an estimator class from a dotted path such as ``"sklearn.svm.SVR"``."""
-    module_name, _, attr = path.rpartition(".")
-    if not module_name:
-        raise ValueError(
-            f"estimator {path!r} is not a dotted import path such as "
-            "'sklearn.linear_model.Ridge'."
-        )
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"Cannot import estimator {path!r}: {exc}") from exc
-    if not (inspect.isclass(obj) and hasattr(obj, "fit")):
-        raise ValueError(f"estimator {path!r} is not an estimator class (one with a 'fit' method).")
-    return obj
-
-
 def _build_estimator(estimator: Any, estimator_params: Mapping[str, Any] | None) -> Any:
     """Resolve the ``estimator`` parameter of an ``"sklearn"`` readout."""
     from sklearn.base import clone
@@ -184,7 +252,7 @@ def _build_estimator(estimator: Any, estimator_params: Mapping[str, Any] | None)
             f"estimator_params must be a dict, got {type(estimator_params).__name__}."
         )
     if isinstance(estimator, str):
-        estimator = _import_estimator(estimator)
+        estimator = estimator_class(estimator)
     if inspect.isclass(estimator):
         kwargs = dict(estimator_params or {})
         _check_params(estimator, kwargs, f"estimator {estimator.__name__}")

@@ -40,6 +40,22 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def test_drivers():
+    """The test-only drivers of tests/faulty_driver.py, registered explicitly as `faulty` and
+    `crashing_esn` (a protocol names drivers, never modules; the Ray workers import the class
+    through the PYTHONPATH that ray_session gives them)."""
+    from faulty_driver import CrashingESN, FaultyReservoir
+
+    from labbench.reservoir import register_driver
+
+    register_driver("faulty", FaultyReservoir)
+    register_driver("crashing_esn", CrashingESN)
+    yield
+    register_driver("faulty", None)
+    register_driver("crashing_esn", None)
+
+
 @pytest.fixture
 def store_root(tmp_path: Path) -> Path:
     root = tmp_path / "runs"

@@ -57,7 +57,7 @@ def test_free_run_predictions_are_stored(ray_session, store_root):
 
 
 def test_a_driver_that_raises_on_its_third_block_aborts_the_run_and_keeps_two_blocks(ray_session, store_root):
-    proto = from_dict(small_protocol(device={"driver": "faulty_driver:FaultyReservoir", "name": "rig",
+    proto = from_dict(small_protocol(device={"driver": "faulty", "name": "rig",
                                              "params": {"fail_at_block": 2}}))
     t0 = time.monotonic()
     with pytest.raises(lb.DeviceDown, match="device 'rig' failed on rows 128–192: RuntimeError: sensor on fire"):

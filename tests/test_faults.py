@@ -20,7 +20,7 @@ RUN = {"washout": 50, "train": 900, "test": 250, "block": 100}
 
 
 def _crashing(tmp_path, **crash):
-    return from_dict(small_protocol(device={"driver": "faulty_driver:CrashingESN", "name": "esn",
+    return from_dict(small_protocol(device={"driver": "crashing_esn", "name": "esn",
                                             "params": {**ESN, **crash}, "max_restarts": 2, "timeout_s": 60},
                                     run=RUN))
 
@@ -80,7 +80,7 @@ def test_resume_finishes_an_aborted_run_as_if_it_never_stopped(ray_session, stor
 
 
 def test_resume_refuses_a_device_that_cannot_be_replayed(ray_session, store_root):
-    proto = from_dict(small_protocol(device={"driver": "faulty_driver:FaultyReservoir", "name": "rig",
+    proto = from_dict(small_protocol(device={"driver": "faulty", "name": "rig",
                                              "params": {"fail_at_block": 2}}))
     with pytest.raises(lb.DeviceDown):
         lb.run(proto, store_root=store_root, progress=False)
@@ -93,7 +93,7 @@ SLOW = """
 [protocol]
 name = "slow"
 [device]
-driver = "faulty_driver:FaultyReservoir"
+driver = "faulty"
 name = "rig"
 params = { fail_at_block = -1, delay_s = 0.2 }
 [task]
@@ -112,7 +112,8 @@ def _interrupt_run(proto, root, ready, what: str) -> tuple[int, str, object]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), env.get("PYTHONPATH", "")])
     proc = subprocess.Popen([sys.executable, "-m", "labbench.cli", "run", str(proto), "--quiet",
-                             "--store-root", str(root)], env=env, start_new_session=True,
+                             "--store-root", str(root), "--driver-path", "faulty=faulty_driver:FaultyReservoir"],
+                            env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

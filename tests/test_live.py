@@ -30,7 +30,7 @@ def _snapshot(path: Path) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------- live == replay
 def test_trainer_actor_writes_history_while_the_run_is_running_and_replay_agrees(ray_session, store_root):
-    proto = small_protocol(**{"device": {"driver": "faulty_driver:FaultyReservoir",
+    proto = small_protocol(**{"device": {"driver": "faulty",
                                          "params": {"fail_at_block": -1, "delay_s": 0.08}},
                               "run.block": 25})
     proto["readouts"] = [{"kind": "ridge", "alpha": 1e-6}]
@@ -45,7 +45,7 @@ def test_trainer_actor_writes_history_while_the_run_is_running_and_replay_agrees
         if stores:
             try:
                 r = lb.open_run(stores[0])
-                ro = r.readouts("faulty_driver:FaultyReservoir").get("ridge") if r.devices else None
+                ro = r.readouts("faulty").get("ridge") if r.devices else None
                 if ro is not None and r.status == "running":
                     seen_running.append(int(ro.get("evaluations", 0)))
             except Exception:  # the store is being created

@@ -335,6 +335,7 @@ def fake_cl(monkeypatch):
     mod.StimDesign = lambda *args: SimpleNamespace(args=args)
     mod.BurstDesign = lambda count, hz: SimpleNamespace(count=count, hz=hz)
     monkeypatch.setitem(sys.modules, "fake_cl", mod)
+    monkeypatch.setenv("LABBENCH_CL_MODULE", "fake_cl")   # the cl module is chosen outside any protocol
     for key in ("CL_SDK_ACCELERATED_TIME", "CL_SDK_VISUALISATION", "CL_SDK_RANDOM_SEED"):
         monkeypatch.setenv(key, "unset")                     # restored (removed) after the test
     mod.neurons = neurons
@@ -342,7 +343,7 @@ def fake_cl(monkeypatch):
 
 
 def test_open_reports_provenance(fake_cl):
-    be = cb.ClBackend(module="fake_cl", accelerated_time=True, seed=5)
+    be = cb.ClBackend(accelerated_time=True, seed=5)
     info = be.open()
     assert info["device"] == "cl1-test-000" and info["channels"] == 64 and info["frames_per_second"] == FPS
     assert info["simulator"] and info["accelerated_time"] and info["schedule_margin_s"] == 0.0
@@ -354,7 +355,7 @@ def test_open_reports_provenance(fake_cl):
 
 
 def test_windows_map_spikes_and_stay_contiguous(fake_cl):
-    be = cb.ClBackend(module="fake_cl", accelerated_time=True)
+    be = cb.ClBackend(accelerated_time=True)
     be.open()
     w1 = be.record(0.1, [])
     w2 = be.record(0.1, [])
@@ -368,7 +369,7 @@ def test_windows_map_spikes_and_stay_contiguous(fake_cl):
 
 
 def test_stimulation_is_queued_at_exact_timestamps(fake_cl):
-    be = cb.ClBackend(module="fake_cl", accelerated_time=True, chunk_s=0.05)
+    be = cb.ClBackend(accelerated_time=True, chunk_s=0.05)
     be.open()
     be.record(0.1, [])
     pulses = [ScheduledPulse(0.010, (9,), P), *Stimulus((20,), P, count=5, rate_hz=100.0, offset_s=0.1).schedule()]
@@ -384,7 +385,7 @@ def test_stimulation_is_queued_at_exact_timestamps(fake_cl):
 
 
 def test_a_real_time_device_backfills_or_reports_a_gap(fake_cl):
-    be = cb.ClBackend(module="fake_cl", schedule_margin_s=0.002)   # real-time: not accelerated
+    be = cb.ClBackend(schedule_margin_s=0.002)   # real-time: not accelerated
     be.open()
     n = fake_cl.neurons
     be.record(0.1, [])                                      # ends at frame 2500
@@ -405,7 +406,7 @@ def test_a_real_time_device_backfills_or_reports_a_gap(fake_cl):
 
 
 def test_refused_windows_send_nothing(fake_cl):
-    be = cb.ClBackend(module="fake_cl", accelerated_time=True)
+    be = cb.ClBackend(accelerated_time=True)
     be.open()
     for bad in ([ScheduledPulse(0.01, (9,), BiphasicPulse(4.0, 100))],
                 [ScheduledPulse(0.01, (0,), P)],
@@ -417,7 +418,7 @@ def test_refused_windows_send_nothing(fake_cl):
 
 
 def test_a_failing_read_stops_stimulation(fake_cl):
-    be = cb.ClBackend(module="fake_cl", accelerated_time=True)
+    be = cb.ClBackend(accelerated_time=True)
     be.open()
 
     def boom(*a, **k):

@@ -135,7 +135,7 @@ def test_the_stored_loop_is_what_the_policy_saw_and_decided(feedback_run):
 
 
 def test_a_device_restarted_mid_loop_gives_the_same_run(feedback_run, store_root, tmp_path):
-    proto = _feedback_proto("faulty_driver:CrashingESN", crash_at_block=40, how="sigkill",
+    proto = _feedback_proto("crashing_esn", crash_at_block=40, how="sigkill",
                             once_marker=str(tmp_path / "killed"))
     run = lb.run(proto, store_root=store_root, progress=False)
     assert (tmp_path / "killed").exists()

@@ -105,7 +105,7 @@ def test_show_prints_the_table_and_the_best_trial(swept, capsys):
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(ray_session, store_root):
     proto = from_dict(small_protocol(
-        device={"driver": "faulty_driver:FaultyReservoir", "params": {"fail_at_block": -1}},
+        device={"driver": "faulty", "params": {"fail_at_block": -1}},
         sweep={"device.params.fail_at_block": [-1, 2]}))
     result = lb.run(proto, store_root=store_root, progress=False)
     assert [r["status"] for r in result.summary] == ["complete", "failed"]

@@ -71,6 +71,16 @@ class EchoStateNetwork(Reservoir):
     supports_batch = True
     deterministic = True
 
+    @classmethod
+    def footprint(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
+        """``units`` features; the sparse recurrent weights (about two copies of ``units**2 *
+        connectivity`` values and indices) and the input weights dominate the memory."""
+        units = int(params.get("units", ESNParams.model_fields["units"].default))
+        n_in = int(params.get("n_inputs", 1))
+        density = float(params.get("connectivity", ESNParams.model_fields["connectivity"].default))
+        item = 8 if params.get("dtype") == "float64" else 4
+        return units, int(2 * units * units * density * (item + 4) + units * (n_in + 4) * item)
+
     def __init__(self, **params: Any) -> None:
         self.params = ESNParams(**params)
         p = self.params

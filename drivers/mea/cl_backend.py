@@ -396,15 +396,44 @@ def _pulse_frame_of(t_s: float, fps: int) -> int:
 # The back end
 # ---------------------------------------------------------------------------------------------
 
-def import_cl(module: str = "cl") -> Any:
-    """Import ``cl`` or raise :class:`ClUnavailableError` saying how to get it."""
+#: environment variable that names the module of the cl API instead of ``cl`` (a stand-in for
+#: tests, a vendor's renamed package); never a protocol key
+CL_MODULE_ENV = "LABBENCH_CL_MODULE"
+
+
+def cl_module_name() -> str:
+    """The module the CL1 back end imports: ``cl``, or ``$LABBENCH_CL_MODULE`` when set."""
+    return os.environ.get(CL_MODULE_ENV, "").strip() or "cl"
+
+
+def cl_available() -> tuple[bool, str]:
+    """Whether the cl API can be imported here, and why not, without importing it."""
+    import importlib.util
+
+    module = cl_module_name()
+    here = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+    if module == "cl" and sys.version_info < (3, 12):
+        return False, f"the Cortical Labs cl API (cl-sdk 1.0) needs Python >= 3.12; this is {here}"
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return False, f"no module {module!r} on {here}: on a CL1 it is installed; elsewhere `{INSTALL_HINT}`"
+    return True, "ok"
+
+
+def import_cl() -> Any:
+    """Import the cl API (:func:`cl_module_name`) or raise :class:`ClUnavailableError` saying how to get it."""
     import importlib
 
+    module = cl_module_name()
     here = f"Python {sys.version_info.major}.{sys.version_info.minor}"
     need = (f"The Cortical Labs CL1 back end needs the `{module}` API: on a CL1 it is installed; elsewhere "
             f"install Cortical Labs' cl-sdk simulator with `{INSTALL_HINT}` (cl-sdk >= 1.0, which needs "
             f"Python >= 3.12; its licence is CC BY-NC 4.0, so it is an optional extra).")
     try:
+        # "cl" or the module the person running the bench named in $LABBENCH_CL_MODULE
         cl = importlib.import_module(module)
     except Exception as exc:   # ImportError, or cl-sdk 0.1 on Python < 3.12 failing as it imports
         extra = "" if sys.version_info >= (3, 12) else f" This is {here}: cl-sdk 1.0 cannot be installed here."
@@ -473,8 +502,9 @@ class ClBackend(MEABackend):
     recording_dir : str, optional
         Also record everything to HDF5 with ``neurons.record()`` into this directory
         from open to close (the simulator keeps it in memory until close).
-    module : str
-        Name of the API module (``"cl"``).
+
+    The API module is ``cl``, or the one ``$LABBENCH_CL_MODULE`` names (:func:`cl_module_name`):
+    never a parameter, so that no protocol can choose what is imported.
     """
 
     name = "cl"
@@ -485,8 +515,8 @@ class ClBackend(MEABackend):
                  schedule_margin_s: float | None = None, max_backfill_s: float = 4.0,
                  limits: ClStimLimits | None = None, accelerated_time: bool | None = None,
                  visualisation: bool | None = False, seed: int | None = None,
-                 sim_env: Mapping[str, str] | None = None, recording_dir: str | os.PathLike | None = None,
-                 module: str = "cl") -> None:
+                 sim_env: Mapping[str, str] | None = None,
+                 recording_dir: str | os.PathLike | None = None) -> None:
         self.channel_of_electrode = _check_channel_map(channel_of_electrode)
         self.electrode_of_channel = np.argsort(self.channel_of_electrode)
         self.layout = layout or cl_layout(self.channel_of_electrode)
@@ -506,7 +536,6 @@ class ClBackend(MEABackend):
         self.seed = seed
         self.sim_env = dict(sim_env or {})
         self.recording_dir = None if recording_dir is None else os.fspath(recording_dir)
-        self.module = module
 
         self._cl: Any = None
         self._ctx: Any = None
@@ -530,7 +559,7 @@ class ClBackend(MEABackend):
     def open(self) -> dict[str, Any]:
         if self._neurons is not None:
             return dict(self._info or {})
-        cl = import_cl(self.module)
+        cl = import_cl()
         simulator = bool(getattr(cl, "is_simulator", lambda: False)())
         if simulator:
             env = {}

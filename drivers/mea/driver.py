@@ -78,6 +78,20 @@ class MEAParams(BaseModel):
     seed: int = Field(0, description="seed of the culture and of the electrode groups")
 
 
+    @field_validator("cl")
+    @classmethod
+    def _known_cl_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(_CL_OPTIONS))
+        if unknown:
+            why = (" (the cl module is chosen outside the protocol: $LABBENCH_CL_MODULE)" if "module" in unknown
+                   else "")
+            raise ValueError(f"unknown CL1 back end option(s) {', '.join(unknown)}{why} "
+                             f"(known: {', '.join(_CL_OPTIONS)})")
+        bad = sorted(str(k) for k in (value.get("sim_env") or {}) if not str(k).startswith("CL_SDK_"))
+        if bad:
+            raise ValueError(f"sim_env: only CL_SDK_* variables of the simulator may be set (got {', '.join(bad)})")
+        return value
+
     @field_validator("serial")
     @classmethod
     def _known_serial_options(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +101,10 @@ class MEAParams(BaseModel):
                              f"(known: {', '.join(_SERIAL_OPTIONS)})")
         return value
 
+
+#: ClBackend's keyword options that a protocol may set (plain values; no layout, no limits, no module)
+_CL_OPTIONS = ("channel_of_electrode", "use_bursts", "strict_timing", "chunk_s", "schedule_margin_s",
+               "max_backfill_s", "accelerated_time", "visualisation", "seed", "sim_env", "recording_dir")
 
 #: SerialBoard's keyword options that a protocol may set (plain values; no callables, no layout)
 _SERIAL_OPTIONS = ("mode", "sampling_rate_hz", "threshold_sd", "record_electrodes", "heartbeat_ms",
@@ -148,6 +166,21 @@ class MEA(Reservoir):
         self._n_spikes = 0
         self._recorded_s = 0.0
         self._first_s: float | None = None
+
+    @classmethod
+    def backends(cls) -> dict[str, tuple[bool, str]]:
+        """The in-silico culture, a serial board (pyserial) and a CL1 (the cl API), each with its availability."""
+        import importlib.util
+
+        from .cl_backend import cl_available
+
+        serial = (True, "ok") if importlib.util.find_spec("serial") is not None else (
+            False, "pyserial is not installed (pip install pyserial)")
+        return {"culture": (True, "ok"), "serial": serial, "cl": cl_available()}
+
+    @classmethod
+    def backend_of(cls, params: dict[str, Any]) -> str:
+        return str(params.get("backend", "culture"))
 
     @classmethod
     def mock_params(cls, params: dict[str, Any]) -> dict[str, Any]:

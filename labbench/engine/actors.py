@@ -16,14 +16,19 @@ from typing import Any
 import numpy as np
 
 from .closed_loop import free_run, learn_with_feedback
-from ..reservoir import get_driver
+from ..reservoir import Reservoir
 
 
 class DeviceActor:
-    """Owns one open reservoir inside a Ray worker process."""
+    """Owns one open reservoir inside a Ray worker process.
 
-    def __init__(self, driver: str, params: dict[str, Any]) -> None:
-        self.reservoir = get_driver(driver)(**params)
+    ``driver`` is the class itself, resolved by the bench from the protocol's driver name
+    (installed entry points or an explicit registration): the worker never looks a name up
+    or imports a module a protocol names.
+    """
+
+    def __init__(self, driver: type[Reservoir], params: dict[str, Any]) -> None:
+        self.reservoir = driver(**params)
         self.reservoir.open()
         self.busy_s = 0.0  # time spent inside reservoir.run
         self._last_end: float | None = None  # when the last run_timed call finished (closed loops)

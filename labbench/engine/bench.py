@@ -32,7 +32,6 @@ from .progress import ProgressBar
 from .ray_runtime import ensure_ray
 from ..spec.policy import LoopBlock, NextBlock, check_next, loop_timing
 from ..spec.protocol import DeviceSection, Protocol, from_dict, from_text, load
-from ..reservoir import get_driver
 from ..store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
 from ..tasks import TaskData
 
@@ -160,7 +159,7 @@ def resume(store: str | os.PathLike[str], *, address: str | None = None, progres
                          f"from the device's live activity, which a fresh device cannot repeat, so the run "
                          f"cannot be resumed")
     for dev in proto.all_devices:
-        cls = get_driver(dev.driver)
+        cls = proto.driver_class(dev)
         if not cls.deterministic:
             raise StoreError(f"{reader.path}: device {dev.group!r} ({dev.driver}) is not deterministic: its state "
                              f"cannot be rebuilt from the stored inputs, so the run cannot be resumed")
@@ -188,7 +187,7 @@ class _Pending:
 class _DeviceStream:
     """One device of a run: its actor, the blocks in flight, and its restarts."""
 
-    def __init__(self, section: DeviceSection, params: dict[str, Any], num_cpus: float) -> None:
+    def __init__(self, section: DeviceSection, driver: type, params: dict[str, Any], num_cpus: float) -> None:
         import ray
 
         from .actors import DeviceActor
@@ -199,7 +198,7 @@ class _DeviceStream:
                                    "max_task_retries": 0}
         if section.resources:
             options["resources"] = dict(section.resources)
-        self.actor = ray.remote(DeviceActor).options(**options).remote(section.driver, params)
+        self.actor = ray.remote(DeviceActor).options(**options).remote(driver, params)
         self.info_ref = self.actor.info.remote()
         self.info: dict[str, Any] = {}
         self.pending: deque[_Pending] = deque()
@@ -272,7 +271,8 @@ class _Execution:
         t0 = time.perf_counter()
         cpus = device_cpus(p.all_devices)
         # every device actor starts at once; each waits for its own resources (a pinned rig's node)
-        streams = [_DeviceStream(dev, p.device_params(dev), n) for dev, n in zip(p.all_devices, cpus)]
+        streams = [_DeviceStream(dev, p.driver_class(dev), p.device_params(dev), n)
+                   for dev, n in zip(p.all_devices, cpus)]
         store: RunStore | None = None
         trainers: list = []
         try:

@@ -7,6 +7,8 @@ import os
 import time
 from typing import Any
 
+from .worker_setup import runtime_env as worker_runtime_env
+
 #: environment that keeps Ray quiet, local and on loopback (see shared/PLATFORM.md)
 RAY_ENV = {
     "RAY_AUTH_MODE": "disabled",
@@ -29,6 +31,8 @@ def ensure_ray(address: str | None = None) -> float:
     t0 = time.perf_counter()
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
                               "configure_logging": True, "log_to_driver": True}
+    # the workers' import path leaves out this process's working directory (engine/worker_setup.py)
+    kwargs["runtime_env"] = worker_runtime_env()
     if address is None:
         # the embedded default: always a fresh local Ray of our own, never a cluster that a
         # `ray start` on this machine happens to have left running (join one with --address)

@@ -20,7 +20,6 @@ from .closed_loop import free_run, learn_with_feedback
 from .evaluation import evaluate
 from .live import TrainResult, Trainer
 from ..spec.protocol import Protocol
-from ..reservoir import get_driver
 from ..store import PHASES
 
 __all__ = ["TrialResult", "run_trial"]
@@ -71,7 +70,7 @@ def run_trial(proto: Protocol) -> TrialResult:
                     history[trainer.name][c].append(float(e.history.get(c, np.nan)))
 
     device_s = learn_s = 0.0
-    with get_driver(dev.driver)(**p.device_params(dev)) as reservoir:
+    with p.driver_class(dev)(**p.device_params(dev)) as reservoir:
         total = p.run.total
         for a in range(0, total, p.run.block):
             b = min(a + p.run.block, total)

@@ -21,11 +21,21 @@ A protocol names a device, a task, the run's phases and its readouts::
 
 A bad file raises :class:`ProtocolError` naming the file, the dotted key, the value
 and what was expected; the CLI turns it into exit code 2, and no store is created.
+
+A protocol is data: nothing read from it (or from ``--set``) is imported, evaluated or
+unpickled. Drivers are looked up by name (:func:`labbench.reservoir.get_driver`),
+estimators in an allow-list (:data:`labbench.readouts.ESTIMATORS`). Validation also
+refuses what the run would only hit later: NaN or infinite numbers, names that become
+store groups or paths but are not simple names, a back end this machine does not have,
+and a run whose arrays cannot fit in memory or on the store's disk (:func:`check_machine`).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
+import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +47,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from ..reservoir import get_driver
+from ..reservoir import NAME_PATTERN, Reservoir, get_driver
 from .sweep import SweepSpec, flatten_sweep_table
 from .sweep import trials as make_trials
 from ..tasks import TASKS, Task
@@ -170,6 +180,10 @@ class Protocol(_Section):
     overrides: dict[str, Any] = Field(default_factory=dict)
     #: the parsed table before overrides (sweep trials are validated from it)
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+    #: the driver classes the device names resolved to when the protocol was validated (from the
+    #: installed entry points or register_driver, never from the protocol), so that a Ray worker
+    #: that runs the protocol gets the same class without a registry of its own
+    _drivers: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_device_form(self) -> Protocol:
@@ -184,10 +198,16 @@ class Protocol(_Section):
         """Every device of the run, in protocol order."""
         return [self.device] if self.device is not None else list(self.devices)
 
+    def driver_class(self, device: DeviceSection | None = None) -> type[Reservoir]:
+        """The driver class of ``device`` (default: the first), as resolved when the protocol was validated."""
+        dev = device if device is not None else self.all_devices[0]
+        cls = self._drivers.get(dev.driver)
+        return cls if cls is not None else get_driver(dev.driver)
+
     def device_params(self, device: DeviceSection | None = None) -> dict[str, Any]:
         """Driver parameters with ``n_inputs`` taken from the task when the driver has it."""
         dev = device if device is not None else self.all_devices[0]
-        cls = get_driver(dev.driver)
+        cls = self.driver_class(dev)
         params = dict(dev.params)
         if "n_inputs" in cls.Params.model_fields and "n_inputs" not in params:
             params["n_inputs"] = self.task.n_inputs
@@ -296,16 +316,26 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
 
 
 def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
-              overrides: dict[str, Any] | None = None) -> Protocol:
-    """Validate a protocol given as nested dicts (what a TOML file parses into)."""
+              overrides: dict[str, Any] | None = None, mock: bool = False) -> Protocol:
+    """Validate a protocol given as nested dicts (what a TOML file parses into).
+
+    ``mock=True`` (``--mock``) sets every device's ``mock`` (recorded as overrides) before
+    anything is checked, so a protocol for hardware this machine lacks validates on its mock.
+    """
     import copy
 
     raw = copy.deepcopy(data)
     data = copy.deepcopy(data)
     overrides = dict(overrides or {})
+    if mock:
+        devices = data.get("devices") if isinstance(data.get("devices"), list) else None
+        if devices and "device" not in data:
+            overrides.update({f"devices.{i}.mock": True for i in range(len(devices))})
+        else:
+            overrides["device.mock"] = True
     for key, value in overrides.items():
         _apply(data, key, value)
-    problems: list[str] = []
+    problems: list[str] = _nonfinite(data)
     if isinstance(data.get("sweep"), dict):
         data["sweep"] = flatten_sweep_table(data["sweep"])
 
@@ -332,6 +362,8 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
         raise ProtocolError(source, problems) from None
     proto = skeleton.model_copy(update={"source": source, "text": text, "overrides": overrides})
     proto._raw = raw
+    proto._drivers = {}
+    problems += _bad_names(proto)
 
     groups: dict[str, str] = {}
     for key, dev in _device_keys(proto):
@@ -344,6 +376,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
         except (KeyError, TypeError) as exc:
             problems.append(f"{key}.driver: {exc.args[0]}")
             continue
+        proto._drivers[dev.driver] = cls
         if task is None:
             continue
         try:
@@ -380,10 +413,121 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
             problems += [f"readouts[{i}].pool: only sequence tasks pool per sample (task {task.name!r} "
                          f"is scored row by row)" for i, ro in enumerate(proto.readouts) if ro.pool is not None]
     if problems:
+        # a NaN also fails the field's own bounds: say it once
+        flagged = {p.split(":", 1)[0] for p in problems if p.endswith("(got nan)") or p.endswith("(got inf)")
+                   or p.endswith("(got -inf)")}
+        problems = [p for i, p in enumerate(problems) if p.split(":", 1)[0] not in flagged
+                    or "expected a finite number" in p or p in problems[:i]]
+        raise ProtocolError(source, problems)
+    problems = check_machine(proto)
+    if problems:
         raise ProtocolError(source, problems)
     if proto.sweep is not None:
         _check_sweep(proto)
     return proto
+
+
+def _nonfinite(node: Any, key: str = "") -> list[str]:
+    """``key: ... (got nan)`` for every NaN or infinite number anywhere in the parsed table."""
+    out: list[str] = []
+    if isinstance(node, float) and not math.isfinite(node):
+        out.append(f"{key or '(top level)'}: expected a finite number (got {node!r})")
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            out += _nonfinite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            out += _nonfinite(v, f"{key}[{i}]")
+    return out
+
+
+def _bad_names(proto: Protocol) -> list[str]:
+    """Names that become groups (paths) in the store must be simple names. (The protocol's name is
+    made safe for the store's file name by the store itself.)"""
+    # a device without a name is stored under its driver's name, which get_driver checks
+    named = [(f"{key}.name", dev.name) for key, dev in _device_keys(proto) if dev.name is not None]
+    named += [(f"readouts[{i}].name", ro.name) for i, ro in enumerate(proto.readouts) if ro.name is not None]
+    return [f"{key}: {value!r} becomes a store group or file name: expected a simple name "
+            f"(letters, digits, _ and -, starting with a letter or _)"
+            for key, value in named if not re.fullmatch(NAME_PATTERN, str(value))]
+
+
+def estimate_sizes(proto: Protocol) -> dict[str, int]:
+    """Bytes the run needs: ``memory`` (the task's data held by the bench, and the devices' own
+    state where the driver can say it) and ``store`` (the run store's arrays on disk), with
+    ``task_data`` and ``device:<group>`` (each device's memory) broken out.
+
+    The store holds, per device and row, the inputs, features and targets as float32 (4 bytes
+    each) and the phase (1 byte), and per readout its float64 predictions; the bench holds the
+    task's inputs and targets as float64. Raw streams (spikes, events) are not counted.
+    """
+    rows = proto.run.total
+    n_in, n_out = proto.task.n_inputs, proto.task.n_outputs
+    out = {"task_data": rows * (n_in + n_out) * 8, "store": 0}
+    memory = out["task_data"]
+    for dev in proto.all_devices:
+        cls = proto.driver_class(dev)
+        n_feat, dev_bytes = cls.footprint(proto.device_params(dev))
+        out[f"device:{dev.group}"] = dev_bytes or 0
+        memory += dev_bytes or 0
+        out["store"] += rows * (n_in + (n_feat or 0) + n_out) * 4 + rows + len(proto.readouts) * rows * n_out * 8
+    out["memory"] = memory
+    return out
+
+
+def _gib(n: float) -> str:
+    return f"{n / 1024**3:.3g} GiB" if n >= 1024**3 / 10 else f"{n / 1024**2:.3g} MiB"
+
+
+def check_machine(proto: Protocol, store_root: str | Path | None = None) -> list[str]:
+    """What this machine cannot do for the protocol: back ends it lacks, and arrays that cannot
+    fit in its available memory or on the store's disk. One line per problem, naming the key.
+
+    Parameters
+    ----------
+    proto : Protocol
+        A protocol that is otherwise valid.
+    store_root : path-like, optional
+        Where the store will be written (default ``store.root``).
+    """
+    import psutil
+
+    problems = []
+    for key, dev in _device_keys(proto):
+        cls = proto.driver_class(dev)
+        params = proto.device_params(dev)
+        backend = cls.backend_of(params)
+        ok, why = cls.backends().get(backend, (True, "ok"))
+        if not ok:
+            where = f"{key}.params.backend" if backend != "default" else f"{key}.driver"
+            mock = "" if dev.mock else " (--mock runs the device's mock instead)"
+            problems.append(f"{where}: back end {backend!r} of driver {dev.driver!r} is not available here: "
+                            f"{why}{mock}")
+    sizes = estimate_sizes(proto)
+    rows = f"{proto.run.total:,} rows (run.washout + run.train + run.test)"
+    avail = psutil.virtual_memory().available
+    if sizes["memory"] > avail:
+        parts = [f"task data for {rows}: {_gib(sizes['task_data'])}"]
+        biggest, where = sizes["task_data"], "run.train"
+        for key, dev in _device_keys(proto):
+            n = sizes[f"device:{dev.group}"]
+            if n:
+                parts.append(f"device {dev.group!r}: {_gib(n)}")
+            if n > biggest:
+                biggest, where = n, f"{key}.params"
+        problems.append(f"{where}: the run needs about {_gib(sizes['memory'])} of memory ({'; '.join(parts)}); "
+                        f"{_gib(avail)} is available")
+    root = Path(store_root if store_root is not None else proto.store.root).absolute()
+    while not root.exists() and root != root.parent:
+        root = root.parent
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        free = None
+    if free is not None and sizes["store"] > free:
+        problems.append(f"run.train: {rows} need about {_gib(sizes['store'])} for the run store; {_gib(free)} is "
+                        f"free on {root}")
+    return problems
 
 
 def _device_keys(proto: Protocol) -> list[tuple[str, DeviceSection]]:
@@ -438,7 +582,7 @@ _RESERVED = frozenset({"loop", "device"})
 
 
 def check_readouts(readouts: list[ReadoutSection]) -> list[str]:
-    from ..readouts import MODULES, READOUTS, module_class
+    from ..readouts import MODULES, READOUTS, check_estimator_name, module_class
 
     problems = []
     seen = set()
@@ -459,6 +603,10 @@ def check_readouts(readouts: list[ReadoutSection]) -> list[str]:
         allowed = set(inspect.signature(READOUTS[ro.kind]).parameters)
         if ro.kind == "sklearn":
             allowed.add("estimator_params")
+            if "estimator" in ro.params:
+                why = check_estimator_name(ro.params["estimator"])
+                if why is not None:
+                    problems.append(f"{key}.estimator: {why}")
         for p in ro.params:
             if p not in allowed:
                 problems.append(f"{key}.{p}: unknown parameter of readout {ro.kind!r} "
@@ -472,7 +620,7 @@ def check_readouts(readouts: list[ReadoutSection]) -> list[str]:
     return problems
 
 
-def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> Protocol:
+def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None, *, mock: bool = False) -> Protocol:
     """Read and validate a TOML protocol file.
 
     Parameters
@@ -481,6 +629,8 @@ def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) 
         The ``.toml`` file.
     overrides : dict or list of "dotted.key=value" strings
         Applied to the parsed file before validation (``--set`` on the CLI).
+    mock : bool
+        Run every device on its mock (``--mock`` on the CLI), see :func:`from_dict`.
 
     Raises
     ------
@@ -497,13 +647,14 @@ def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) 
         raise ProtocolError(source, ["no such file"]) from None
     except OSError as exc:
         raise ProtocolError(source, [f"cannot read: {exc.strerror}"]) from None
-    return from_text(text, source=source, overrides=overrides)
+    return from_text(text, source=source, overrides=overrides, mock=mock)
 
 
-def from_text(text: str, *, source: str = "<text>", overrides: dict[str, Any] | None = None) -> Protocol:
+def from_text(text: str, *, source: str = "<text>", overrides: dict[str, Any] | None = None,
+              mock: bool = False) -> Protocol:
     """Validate a protocol given as TOML text (e.g. the copy kept in a run store)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProtocolError(source, [f"TOML syntax error: {exc}"]) from None
-    return from_dict(data, source=source, text=text, overrides=overrides)
+    return from_dict(data, source=source, text=text, overrides=overrides, mock=mock)
