@@ -1,7 +1,8 @@
 """Spoken digits: the espeak-ng corpus, the log-mel front end, the speaker split, and the
 LSM classifying voices it never heard (the task of Verstraeten et al. 2005)."""
 
-import shutil
+import hashlib
+import sys
 
 import numpy as np
 import pytest
@@ -14,9 +15,14 @@ from labbench.tasks import espeak
 from labbench.tasks.filterbank import hz_to_mel, log_mel, mel_filterbank, mel_to_hz, trim_silence
 from conftest import PROTOCOLS
 
-needs_espeak = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None,
-    reason="espeak-ng is not installed (sudo apt-get install espeak-ng); .ci/run installs it")
+
+def _corpus_sha256(audio):
+    """sha256 over every utterance's length and int16 samples, in order."""
+    h = hashlib.sha256()
+    for a in audio:
+        h.update(len(a).to_bytes(8, "little"))
+        h.update(a.astype("<i2").tobytes())
+    return h.hexdigest()
 
 
 # -- front end ------------------------------------------------------------------------
@@ -55,26 +61,57 @@ def test_trim_silence_keeps_the_sound_only():
 
 # -- espeak-ng --------------------------------------------------------------------------
 
-def test_streamed_wav_with_bogus_sizes_is_parsed():
-    samples = np.array([0, 1000, -1000, 32767], dtype="<i2")
-    fmt = (b"fmt " + (16).to_bytes(4, "little") + (1).to_bytes(2, "little") + (1).to_bytes(2, "little")
-           + (22050).to_bytes(4, "little") + (44100).to_bytes(4, "little") + (2).to_bytes(2, "little")
-           + (16).to_bytes(2, "little"))
-    wav = b"RIFF" + b"\xff\xff\xff\x7f" + b"WAVE" + fmt + b"data" + b"\xff\xff\xff\x7f" + samples.tobytes()
-    out, rate = espeak._parse_wav(wav, ["espeak-ng"])
-    assert rate == 22050 and np.array_equal(out, samples)
-    with pytest.raises(RuntimeError, match="expected a RIFF/WAVE stream, got b'garbage"):
-        espeak._parse_wav(b"garbage bytes...", ["espeak-ng"])
+def test_missing_library_is_a_clear_error(monkeypatch, tmp_path):
+    import espeakng_loader
 
-
-def test_missing_espeak_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.delenv("LABBENCH_ESPEAK", raising=False)
-    with pytest.raises(espeak.EspeakMissing, match=r"espeak-ng was not found on PATH.*apt-get install espeak-ng"):
+    monkeypatch.setattr(espeakng_loader, "get_library_path", lambda: str(tmp_path / "libespeak-ng.so"))
+    with pytest.raises(espeak.EspeakMissing, match=r"libespeak-ng.so: missing from the espeakng-loader wheel; "
+                                                   r"reinstall it with `pip install espeakng-loader==0.2.4`"):
         espeak.synthesize("one", espeak.make_speakers(1)[0])
-    monkeypatch.setenv("LABBENCH_ESPEAK", "/nonexistent/espeak-ng")
-    with pytest.raises(espeak.EspeakMissing, match="LABBENCH_ESPEAK='/nonexistent/espeak-ng' is not an executable"):
+    monkeypatch.setitem(sys.modules, "espeakng_loader", None)     # not installed at all
+    with pytest.raises(espeak.EspeakMissing, match=r"espeakng-loader wheel, which is not installed"):
         espeak.espeak_version()
+
+
+def test_the_pinned_library_ships_with_the_wheel():
+    lib, data = espeak.library_paths()
+    assert lib.name.startswith("libespeak-ng") and (data / "phontab").is_file()
+    assert espeak.espeak_version() == espeak.ESPEAK_NG_VERSION, (
+        "the espeak-ng library is not the pinned version: the corpus hashes below are for "
+        f"{espeak.ESPEAK_NG_VERSION} (espeakng-loader==0.2.4)")
+
+
+#: sha256 of single utterances as espeak-ng 1.52.0 (espeakng-loader 0.2.4) speaks them; the Klatt
+#: and "f" voices draw noise from espeak-ng's random generator, the "m" voices do not
+UTTERANCES = [
+    ("seven", espeak.Speaker("en-gb-scotland", "klatt2", 40, 150), 19930,
+     "29441e961b9d79dd85178a6fa24a4adfd432cfc9433bdb10fb233c19623e96d9"),
+    ("nine", espeak.Speaker("en-029", "m3", 30, 130), 22121,
+     "94a21b5b97d5f345f9a3d80a7ec5ee478a7221bfa6861c1fa312d597a7ccd7ef"),
+    ("three", espeak.Speaker("en-us", "f3", 60, 170), 14389,
+     "9d373d488d8030582b12a3f9c39fa16e450f292b1b5c3aa213318d2e387e4317"),
+]
+
+
+def test_utterances_are_bit_identical_whatever_came_before():
+    """Each utterance equals its recorded hash, alone or in a batch, in any order, on 1 or 2 cores:
+    the library's state (and its clock-seeded random generator) never leaks between utterances."""
+    jobs = [(text, speaker) for text, speaker, _, _ in UTTERANCES]
+    alone = [espeak.synthesize(text, speaker) for text, speaker in jobs]
+    assert {rate for _, rate in alone} == {22050}
+    for (audio, _), (text, speaker, n, sha) in zip(alone, UTTERANCES):
+        assert audio.dtype == np.int16 and len(audio) == n, (text, str(speaker), len(audio))
+        assert hashlib.sha256(audio.astype("<i2").tobytes()).hexdigest() == sha, (text, str(speaker))
+    batch, _ = espeak.synthesize_many(jobs * 2, processes=2)            # twice each, two at a time
+    backwards, _ = espeak.synthesize_many(jobs[::-1], processes=1)
+    for i, (audio, _) in enumerate(alone):
+        assert np.array_equal(batch[i], audio) and np.array_equal(batch[i + len(jobs)], audio)
+        assert np.array_equal(backwards[len(jobs) - 1 - i], audio)
+
+
+def test_an_unknown_voice_is_named():
+    with pytest.raises(RuntimeError, match=r"espeak-ng has no voice 'xx-nowhere\+m1'"):
+        espeak.synthesize("one", espeak.Speaker("xx-nowhere", "m1", 50, 175))
 
 
 def test_speakers_are_reproducible_and_distinct():
@@ -85,7 +122,6 @@ def test_speakers_are_reproducible_and_distinct():
     assert all(20 <= s.pitch <= 80 and 120 <= s.speed <= 200 for s in a)
 
 
-@needs_espeak
 def test_corpus_is_synthesised_once_then_read_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LABBENCH_CACHE_DIR", str(tmp_path))
     speakers = espeak.make_speakers(2, seed=3)
@@ -125,12 +161,32 @@ def test_layout_errors_name_the_speaker_setting():
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
+def corpus_cache(tmp_path_factory):
+    """A cache directory shared by the tests that use the 12-speaker corpus (synthesised once)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+#: sha256 (see _corpus_sha256) of the 12-speaker corpus below, spoken by espeak-ng 1.52.0
+CORPUS_12_SHA256 = "40b87e8e82e3323d8b5f4c775d85b5d00c2551666355e7e9441b81273a8ccf3a"
+
+
+def test_the_corpus_is_bit_identical_on_every_machine(corpus_cache, monkeypatch):
+    """The 120 utterances of 12 speakers (as SpokenDigits(n_speakers=12, repeats=1) asks for them)
+    hash to the recorded value; the default 1200-utterance corpus hashes to
+    3d3efab47dce643699f151f9f131cda908845916f54ea349506bb35c33c24b15 (docs/platform.md)."""
+    from labbench.tasks.spoken_digits import WORDS
+
+    monkeypatch.setenv("LABBENCH_CACHE_DIR", str(corpus_cache))
+    audio, rate, _ = espeak.utterances(list(WORDS), espeak.make_speakers(12, seed=0), repeats=1, seed=0)
+    assert rate == 22050 and len(audio) == 120
+    assert _corpus_sha256(audio) == CORPUS_12_SHA256
+
+
+@pytest.fixture(scope="module")
+def small_run(corpus_cache):
     """12 speakers (8 train, 4 test) saying each digit once, as a run's data."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (sudo apt-get install espeak-ng); .ci/run installs it")
     mp = pytest.MonkeyPatch()
-    mp.setenv("LABBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("LABBENCH_CACHE_DIR", str(corpus_cache))
     task = SpokenDigits(n_speakers=12, n_test_speakers=4, repeats=1)
     L = task.sequence_length
     data = task.generate_run(0, 80 * L, 40 * L, seed=0)

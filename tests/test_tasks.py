@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -84,8 +83,6 @@ def test_task_base_is_abstract():
 
 @pytest.mark.parametrize("name", OPEN_LOOP)
 def test_shapes_dtype_and_determinism(name):
-    if name == "spoken_digits" and shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (sudo apt-get install espeak-ng); .ci/run installs it")
     task = get_task(name, **SMALL[name])
     a = task.generate(300, seed=1)
     assert a.inputs.shape == (300, task.n_inputs)

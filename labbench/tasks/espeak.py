@@ -1,4 +1,4 @@
-"""Speech synthesis with the ``espeak-ng`` program, cached on disk.
+"""Speech synthesis with the espeak-ng library from the ``espeakng-loader`` wheel, cached on disk.
 
 eSpeak NG is a formant synthesiser (its English voices descend from Klatt's cascade-
 parallel synthesiser, Klatt 1980). Changing the accent, the voice variant, the pitch and
@@ -6,25 +6,44 @@ the speaking rate gives recognisably different "speakers" of the same words, whi
 the ``spoken_digits`` task needs for a speaker-independent split without a licensed
 corpus such as TI46.
 
+No system package is needed: the ``espeakng-loader`` wheel (pinned in ``pyproject.toml``)
+ships ``libespeak-ng.so`` and its ``espeak-ng-data``, and this module drives the library
+through :mod:`ctypes`. Two things keep a corpus bit-identical from machine to machine:
+
+- the library keeps state from one utterance to the next (filter memories, pitch phase,
+  its random generator, which 1.52 seeds from the clock), so every utterance is spoken by a
+  child forked from a helper process in which the library has just been initialised, with
+  its random generator seeded with :data:`RAND_SEED`: an utterance is the same whatever was
+  spoken before it, in whichever order and on however many cores;
+- the library's version (``espeak_Info``) is part of the cache key, so a different
+  espeak-ng never reuses (or silently mixes with) a corpus made by another one.
+
 Nothing here is imported by the rest of labbench unless a speech task is used;
-:func:`synthesize` raises :class:`EspeakMissing` with install instructions when the
-program is not on ``PATH``.
+:class:`EspeakMissing` is raised, in one line naming the library and the fix, when the
+library cannot be loaded. Forking needs a POSIX system (Linux, macOS).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
-import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EspeakMissing", "Speaker", "cache_dir", "espeak_version", "make_speakers", "synthesize", "utterances"]
+__all__ = ["ESPEAK_NG_VERSION", "EspeakMissing", "RAND_SEED", "Speaker", "cache_dir", "espeak_version",
+           "library_paths", "make_speakers", "synthesize", "synthesize_many", "utterances"]
+
+#: the espeak-ng version that ``espeakng-loader==0.2.4`` ships (the corpus hashes in the tests are for it)
+ESPEAK_NG_VERSION = "1.52.0"
+#: seed of espeak-ng's random generator (noise of the Klatt and breathy voices) for every utterance
+RAND_SEED = 0
 
 #: the eight English accents that ship with espeak-ng's own data (no MBROLA needed)
 ACCENTS = ("en-gb", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
@@ -33,13 +52,11 @@ ACCENTS = ("en-gb", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
             "klatt", "klatt2", "klatt3", "klatt4")
 
-_INSTALL_HINT = ("install it with `sudo apt-get install espeak-ng` (Debian/Ubuntu), "
-                 "`sudo dnf install espeak-ng` (Fedora) or `brew install espeak-ng` (macOS), "
-                 "or set LABBENCH_ESPEAK to the program's path")
+_FIX = "reinstall it with `pip install espeakng-loader==0.2.4` (a dependency of labbench)"
 
 
 class EspeakMissing(RuntimeError):
-    """The ``espeak-ng`` program is not installed (or not runnable)."""
+    """The espeak-ng library (from the ``espeakng-loader`` wheel) cannot be loaded."""
 
 
 @dataclass(frozen=True)
@@ -93,57 +110,82 @@ def make_speakers(n: int, seed: int = 0) -> list[Speaker]:
     return out
 
 
-def _program() -> str:
-    exe = os.environ.get("LABBENCH_ESPEAK") or shutil.which("espeak-ng")
-    if not exe or not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
-        where = f"LABBENCH_ESPEAK={os.environ['LABBENCH_ESPEAK']!r} is not an executable file" \
-            if os.environ.get("LABBENCH_ESPEAK") else "espeak-ng was not found on PATH"
-        raise EspeakMissing(f"{where}; the spoken-digit task synthesises its utterances with it: {_INSTALL_HINT}")
-    return exe
+def library_paths() -> tuple[Path, Path]:
+    """``(libespeak-ng shared library, espeak-ng-data directory)`` shipped by ``espeakng-loader``.
+
+    Raises
+    ------
+    EspeakMissing
+        ``espeakng-loader`` is not installed, or its library or data are not where it says.
+    """
+    try:
+        import espeakng_loader
+    except ImportError as exc:
+        raise EspeakMissing(f"the spoken-digit task needs the espeak-ng library from the espeakng-loader "
+                            f"wheel, which is not installed ({exc}); {_FIX}") from None
+    lib = Path(espeakng_loader.get_library_path())
+    data = Path(espeakng_loader.__file__).parent / "espeak-ng-data"
+    for path in (lib, data / "phontab"):
+        if not path.exists():
+            raise EspeakMissing(f"{path}: missing from the espeakng-loader wheel; {_FIX}")
+    return lib, data
+
+
+def _load(lib_path: Path) -> ctypes.CDLL:
+    try:
+        return ctypes.CDLL(str(lib_path))
+    except OSError as exc:
+        raise EspeakMissing(f"{lib_path}: the espeak-ng library does not load ({exc}); {_FIX}") from None
 
 
 def espeak_version() -> str:
-    """The first line of ``espeak-ng --version`` (part of the cache key)."""
-    out = subprocess.run([_program(), "--version"], capture_output=True, text=True, check=True)
-    return out.stdout.strip().splitlines()[0].split("Data at")[0].strip()
+    """The espeak-ng library's version, e.g. ``"1.52.0"`` (part of the cache key)."""
+    lib = _load(library_paths()[0])
+    lib.espeak_Info.restype = ctypes.c_char_p
+    lib.espeak_Info.argtypes = [ctypes.c_void_p]
+    return lib.espeak_Info(None).decode()
 
 
 def synthesize(text: str, speaker: Speaker) -> tuple[np.ndarray, int]:
     """Speak ``text`` with ``speaker``; returns (samples as int16, sample rate in Hz)."""
-    cmd = [_program(), "-v", speaker.voice, "-p", str(speaker.pitch), "-s", str(speaker.speed), "--stdout", text]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)!r} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}")
-    return _parse_wav(proc.stdout, cmd)
+    audio, rate = synthesize_many([(text, speaker)])
+    return audio[0], rate
 
 
-def _parse_wav(data: bytes, cmd: list[str]) -> tuple[np.ndarray, int]:
-    """16-bit mono PCM from the RIFF stream espeak-ng writes to stdout.
+def synthesize_many(jobs: list[tuple[str, Speaker]], processes: int | None = None) -> tuple[list[np.ndarray], int]:
+    """Speak each ``(text, speaker)``, each from a freshly initialised library.
 
-    espeak-ng writes the RIFF and data sizes as 0x7FFFFFFF when streaming, so the data
-    chunk is taken to run to the end of the output rather than trusting its size field.
+    Parameters
+    ----------
+    jobs : list of (str, Speaker)
+    processes : int, optional
+        Utterances synthesised at once (default: the number of cores). The result does not
+        depend on it.
+
+    Returns
+    -------
+    audio : list of ndarray (int16)
+        One array per job, in order.
+    rate : int
+        Sample rate (Hz).
     """
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise RuntimeError(f"{' '.join(cmd)!r}: expected a RIFF/WAVE stream, got {data[:12]!r}")
-    pos = 12
-    rate = None
-    while pos + 8 <= len(data):
-        cid, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
-        body = pos + 8
-        if cid == b"fmt ":
-            fmt, channels = int.from_bytes(data[body:body + 2], "little"), int.from_bytes(data[body + 2:body + 4], "little")
-            rate = int.from_bytes(data[body + 4:body + 8], "little")
-            bits = int.from_bytes(data[body + 14:body + 16], "little")
-            if (fmt, channels, bits) != (1, 1, 16):
-                raise RuntimeError(f"{' '.join(cmd)!r}: expected 16-bit mono PCM, got format {fmt}, "
-                                   f"{channels} channels, {bits} bits")
-        elif cid == b"data":
-            if rate is None:
-                raise RuntimeError(f"{' '.join(cmd)!r}: WAVE data chunk before its fmt chunk")
-            raw = data[body:]
-            return np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").copy(), rate
-        pos = body + size + (size & 1)
-    raise RuntimeError(f"{' '.join(cmd)!r}: no WAVE data chunk in {len(data)} bytes of output")
+    lib, data = library_paths()
+    if not jobs:
+        return [], 0
+    spec = [{"text": t, "voice": s.voice, "pitch": s.pitch, "speed": s.speed} for t, s in jobs]
+    with tempfile.TemporaryDirectory(prefix="labbench-espeak-") as tmp:
+        # -I: the helper sees neither the caller's environment variables nor this directory
+        cmd = [sys.executable, "-I", __file__, "--serve", str(lib), str(data.parent), tmp,
+               str(max(1, processes or os.cpu_count() or 1))]
+        proc = subprocess.run(cmd, input=json.dumps(spec), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            msg = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            if msg.startswith("espeak-missing: "):
+                raise EspeakMissing(msg.removeprefix("espeak-missing: ") + f"; {_FIX}")
+            raise RuntimeError(f"espeak-ng synthesis failed: {msg}")
+        rate = int(json.loads(proc.stdout)["rate"])
+        audio = [np.fromfile(Path(tmp) / f"{i}.pcm", dtype="<i2") for i in range(len(spec))]
+    return audio, rate
 
 
 def cache_dir() -> Path:
@@ -177,23 +219,19 @@ def utterances(words: list[str], speakers: list[Speaker], repeats: int = 1,
               for _ in speakers for r in range(repeats)]
     index = np.array([(s, r, w) for s in range(len(speakers)) for r in range(repeats) for w in range(len(words))],
                      dtype=np.int64).reshape(-1, 3)
-    key = {"version": espeak_version(), "words": words, "speakers": [asdict(s) for s in speakers],
-           "repeats": repeats, "jitter": jitter}
+    key = {"engine": "libespeak-ng", "version": espeak_version(), "rand_seed": RAND_SEED, "words": words,
+           "speakers": [asdict(s) for s in speakers], "repeats": repeats, "jitter": jitter}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / "espeak" / f"{digest}.npz"
     if path.exists():
         with np.load(path) as z:
             samples, offsets, rate = z["samples"], z["offsets"], int(z["rate"])
         return [samples[a:b] for a, b in zip(offsets[:-1], offsets[1:])], rate, index
-    def one(row: np.ndarray) -> tuple[np.ndarray, int]:
-        s, r, w = (int(v) for v in row)
+    jobs = []
+    for s, r, w in index.tolist():
         (dp, ds), sp = jitter[s * repeats + r], speakers[s]
-        return synthesize(words[w], Speaker(sp.accent, sp.variant, min(max(sp.pitch + dp, 0), 99), sp.speed + ds))
-
-    # each utterance is its own espeak-ng process: run as many at once as there are cores
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        spoken = list(pool.map(one, index))
-    audio, rate = [a for a, _ in spoken], spoken[0][1]
+        jobs.append((words[w], Speaker(sp.accent, sp.variant, min(max(sp.pitch + dp, 0), 99), sp.speed + ds)))
+    audio, rate = synthesize_many(jobs)
     offsets = np.concatenate([[0], np.cumsum([len(a) for a in audio])])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
@@ -201,3 +239,100 @@ def utterances(words: list[str], speakers: list[Speaker], repeats: int = 1,
                         key=json.dumps(key))
     os.replace(tmp, path)   # atomic: concurrent builders never see half a file
     return audio, rate, index
+
+
+# -- the helper process (``python -I espeak.py --serve ...``; standard library only) ---------------------
+
+class _Voice(ctypes.Structure):
+    """espeak-ng's ``espeak_VOICE`` (speak_lib.h)."""
+
+    _fields_ = [("name", ctypes.c_char_p), ("languages", ctypes.c_char_p), ("identifier", ctypes.c_char_p),
+                ("gender", ctypes.c_ubyte), ("age", ctypes.c_ubyte), ("variant", ctypes.c_ubyte),
+                ("xx1", ctypes.c_ubyte), ("score", ctypes.c_int), ("spare", ctypes.c_void_p)]
+
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_RATE, _PITCH = 1, 3                  # espeak_PARAMETER
+_POS_CHARACTER = 1
+_SYNTH_FLAGS = 0x100 | 0x1000         # espeakPHONEMES | espeakENDPAUSE, as the espeak-ng program
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+def _speak_one(lib: ctypes.CDLL, job: dict, out: Path) -> None:
+    """In a forked child: speak one job into ``out`` (raw little-endian int16)."""
+    chunks: list[bytes] = []
+
+    def collect(wav, n, events):  # noqa: ANN001 - ctypes callback
+        if n > 0:
+            chunks.append(ctypes.string_at(wav, 2 * n))
+        return 0
+
+    callback = _SynthCallback(collect)
+    lib.espeak_SetSynthCallback(callback)
+    voice = job["voice"].encode()
+    if lib.espeak_SetVoiceByName(voice) != 0:
+        # as the espeak-ng program does: a language name ("en-gb+f3") selects by properties
+        if lib.espeak_SetVoiceByProperties(ctypes.byref(_Voice(languages=voice))) != 0:
+            raise ValueError(f"espeak-ng has no voice {job['voice']!r}")
+    lib.espeak_SetParameter(_RATE, int(job["speed"]), 0)
+    lib.espeak_SetParameter(_PITCH, int(job["pitch"]), 0)
+    lib.espeak_ng_SetRandSeed(ctypes.c_long(RAND_SEED))
+    text = job["text"].encode()
+    status = lib.espeak_Synth(text, len(text) + 1, 0, _POS_CHARACTER, 0, _SYNTH_FLAGS, None, None)
+    if status != 0 or lib.espeak_Synchronize() != 0:
+        raise RuntimeError(f"espeak_Synth({job['text']!r}) returned status {status}")
+    out.write_bytes(b"".join(chunks))
+
+
+def _serve(lib_path: str, data_parent: str, out_dir: str, processes: int) -> int:
+    """Initialise the library once, then fork one child per utterance (JSON list on stdin)."""
+    try:
+        lib = ctypes.CDLL(lib_path)
+    except OSError as exc:
+        print(f"espeak-missing: {lib_path}: the espeak-ng library does not load ({exc})", file=sys.stderr)
+        return 3
+    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_parent.encode(), _INITIALIZE_DONT_EXIT)
+    if rate <= 0:
+        print(f"espeak-missing: {data_parent}/espeak-ng-data: espeak-ng failed to initialise "
+              f"(status {rate})", file=sys.stderr)
+        return 3
+    jobs = json.load(sys.stdin)
+    sys.stdout.flush()
+    running: dict[int, int] = {}
+    failed: list[str] = []
+    out = Path(out_dir)
+
+    def reap() -> None:
+        pid, status = os.wait()
+        i = running.pop(pid)
+        if os.waitstatus_to_exitcode(status) != 0:
+            err = out / f"{i}.err"
+            failed.append(err.read_text().strip() if err.exists() else f"utterance {i}: child died ({status})")
+
+    for i, job in enumerate(jobs):
+        while len(running) >= processes:
+            reap()
+        pid = os.fork()
+        if pid == 0:   # the child: the library exactly as just initialised
+            code = 0
+            try:
+                _speak_one(lib, job, out / f"{i}.pcm")
+            except BaseException as exc:  # noqa: BLE001 - reported through the file, then exit
+                (out / f"{i}.err").write_text(f"{job['text']!r} by {job['voice']}: {exc}")
+                code = 1
+            os._exit(code)
+        running[pid] = i
+    while running:
+        reap()
+    if failed:
+        print(f"{len(failed)} of {len(jobs)} utterances failed; first: {failed[0]}", file=sys.stderr)
+        return 1
+    print(json.dumps({"rate": rate}))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--serve":
+        sys.exit(_serve(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
+    sys.exit("usage: espeak.py --serve LIBRARY DATA_PARENT OUT_DIR PROCESSES (used by labbench.tasks.espeak)")
