@@ -29,9 +29,11 @@ from .evaluation import evaluate
 from .live import TrainResult
 from .placement import device_cpus
 from .progress import ProgressBar
+from .interrupts import SigintGuard
 from .ray_runtime import ensure_ray
 from ..spec.policy import LoopBlock, NextBlock, check_next, loop_timing
 from ..spec.protocol import DeviceSection, Protocol, from_dict, from_text, load
+from ..reservoir import get_driver
 from ..store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
 from ..tasks import TaskData
 
@@ -159,7 +161,7 @@ def resume(store: str | os.PathLike[str], *, address: str | None = None, progres
                          f"from the device's live activity, which a fresh device cannot repeat, so the run "
                          f"cannot be resumed")
     for dev in proto.all_devices:
-        cls = proto.driver_class(dev)
+        cls = get_driver(dev.driver)
         if not cls.deterministic:
             raise StoreError(f"{reader.path}: device {dev.group!r} ({dev.driver}) is not deterministic: its state "
                              f"cannot be rebuilt from the stored inputs, so the run cannot be resumed")
@@ -187,7 +189,7 @@ class _Pending:
 class _DeviceStream:
     """One device of a run: its actor, the blocks in flight, and its restarts."""
 
-    def __init__(self, section: DeviceSection, driver: type, params: dict[str, Any], num_cpus: float) -> None:
+    def __init__(self, section: DeviceSection, params: dict[str, Any], num_cpus: float) -> None:
         import ray
 
         from .actors import DeviceActor
@@ -198,7 +200,7 @@ class _DeviceStream:
                                    "max_task_retries": 0}
         if section.resources:
             options["resources"] = dict(section.resources)
-        self.actor = ray.remote(DeviceActor).options(**options).remote(driver, params)
+        self.actor = ray.remote(DeviceActor).options(**options).remote(section.driver, params)
         self.info_ref = self.actor.info.remote()
         self.info: dict[str, Any] = {}
         self.pending: deque[_Pending] = deque()
@@ -255,10 +257,16 @@ class _Execution:
         self.console = console
         self.resume_path = resume_path
         self.timings: dict[str, float] = {}
+        #: the run store, once it exists (set the moment it is created, for the abort paths)
+        self.store: RunStore | None = None
+        self.guard = SigintGuard()
 
     def run(self) -> Run:
-        import ray
+        # Ctrl-C: the first raises KeyboardInterrupt; none tears the store's creation or status
+        with self.guard:
+            return self._run()
 
+    def _run(self) -> Run:
         p = self.proto
         loop = p.task.closed_loop
         # a closed loop's inputs are decided during the run, by the task's policy
@@ -267,12 +275,12 @@ class _Execution:
         phase = np.repeat(np.array([PHASES["washout"], PHASES["train"], PHASES["test"]], dtype=np.int8),
                           [p.run.washout, p.run.train, p.run.test])
         self.timings["ray_startup_s"] = ensure_ray(self.address)
+        import ray    # after ensure_ray, which sets the variables Ray reads on import (loopback)
 
         t0 = time.perf_counter()
         cpus = device_cpus(p.all_devices)
         # every device actor starts at once; each waits for its own resources (a pinned rig's node)
-        streams = [_DeviceStream(dev, p.driver_class(dev), p.device_params(dev), n)
-                   for dev, n in zip(p.all_devices, cpus)]
+        streams = [_DeviceStream(dev, p.device_params(dev), n) for dev, n in zip(p.all_devices, cpus)]
         store: RunStore | None = None
         trainers: list = []
         try:
@@ -326,28 +334,32 @@ class _Execution:
             store.set_attrs(warnings=device_warnings)
             self.timings["writer_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             store.set_attrs(timings=self.timings)
+            self.guard.stop()                    # complete: a late Ctrl-C no longer aborts it
             store.finish("complete")
             metrics = (by_device[streams[0].group] if len(streams) == 1 else
                        {f"{g}/{ro}": m for g, ms in by_device.items() for ro, m in ms.items()})
             return Run(store=store.path, status="complete", metrics=metrics, timings=self.timings,
                        warnings=device_warnings, by_device=by_device)
         except KeyboardInterrupt:
-            if store is not None:
-                store.finish("aborted", "interrupted by the user (SIGINT)")
+            self._mark("aborted", "interrupted by the user (SIGINT)")
             raise
         except DeviceDown as exc:
-            if store is not None:
-                store.finish("aborted", str(exc))
+            self._mark("aborted", str(exc))
             raise
         except BaseException as exc:
-            if store is not None:
-                store.finish("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
+            self._mark("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
             raise
         finally:
             for _, _, tr, _ in trainers:
                 ray.kill(tr)
             for s in streams:
                 _close_actor(s.actor)
+
+    def _mark(self, status: str, error: str) -> None:
+        """The run ends ``status``: write it to the store (if one was made); Ctrl-C is ignored from now on."""
+        self.guard.stop()
+        if self.store is not None:
+            self.store.finish(status, error)
 
     def _open_store(self, streams: list[_DeviceStream], data) -> RunStore:
         """A new run store with a group per device, or the resumed one with its readouts cleared."""
@@ -356,17 +368,19 @@ class _Execution:
         p = self.proto
         total = p.run.total
         if self.resume_path is not None:
-            store = RunStore.reopen(self.resume_path)
-            store.restart_run()
+            with self.guard.held():              # a Ctrl-C lands after the store is known
+                store = self.store = RunStore.reopen(self.resume_path)
+                store.restart_run()
             for s in streams:
                 s.next_row = store.committed(s.group)
             return store
-        store = RunStore(new_run_path(self.store_root, p.protocol.name), p.text, {
-            "protocol_name": p.protocol.name, "protocol_source": p.source, "overrides": p.overrides,
-            "protocol": p.resolved(), "protocol_table": p.table(), "seed": p.protocol.seed,
-            "ray_address": self.address or "local",
-            "device_node_id": streams[0].info["node_id"],
-            "devices": [s.group for s in streams]})
+        with self.guard.held():                  # a Ctrl-C lands after the store is known
+            store = self.store = RunStore(new_run_path(self.store_root, p.protocol.name), p.text, {
+                "protocol_name": p.protocol.name, "protocol_source": p.source, "overrides": p.overrides,
+                "protocol": p.resolved(), "protocol_table": p.table(), "seed": p.protocol.seed,
+                "ray_address": self.address or "local",
+                "device_node_id": streams[0].info["node_id"],
+                "devices": [s.group for s in streams]})
         for s in streams:
             first = ray.get(s.actor.run.remote(data.inputs[:0]))[0]  # dtype probe, zero rows
             store.add_device(s.group, spec=s.info["spec"], describe=s.info["describe"], n_outputs=p.task.n_outputs,

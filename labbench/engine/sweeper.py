@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import zarr
 
 from ..spec.protocol import Protocol, load, trial_protocols
 from ..store import jsonable, new_run_path, now_iso
+from .interrupts import SigintGuard
 from .placement import check_resources
 from .progress import ProgressBar
 from .ray_runtime import ensure_ray
@@ -136,8 +138,6 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
     A trial that raises is recorded as ``failed`` with its error and the sweep goes on;
     Ctrl-C cancels the trials still running, marks the store ``aborted`` and re-raises.
     """
-    import ray
-
     from .trial import run_trial
 
     proto = protocol if isinstance(protocol, Protocol) else load(protocol, overrides=set)
@@ -146,8 +146,11 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
     planned = trial_protocols(proto)          # every trial validated before anything starts
     first = proto.readouts[0].label if proto.readouts else "ridge"
     ranking = proto.sweep.ranking(first, proto.task.primary_metric)
-    own_ray = not ray.is_initialized()      # started here: its workers go when this process shuts it down
+    # started here: its workers go when this process shuts it down
+    own_ray = "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
     timings = {"ray_startup_s": ensure_ray(address)}
+    import ray    # after ensure_ray, which sets the variables Ray reads on import (loopback)
+
     dev = proto.all_devices[0]
     check_resources([dev])                   # a trial no node can take would wait forever
     cpus = dev.num_cpus if dev.num_cpus is not None else 1.0
@@ -156,14 +159,26 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
     concurrency = proto.sweep.concurrency or max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
 
     root = Path(store_root if store_root is not None else proto.store.root)
-    store = SweepStore(new_run_path(root, proto.protocol.name + "-sweep"), proto, ranking, len(planned))
-    store.set_attrs(trials=[params for params, _ in planned], concurrency=concurrency)
+    with SigintGuard() as guard:
+        # a Ctrl-C lands after the store is made (never half-made) and is ignored while it is marked
+        with guard.held():
+            store = SweepStore(new_run_path(root, proto.protocol.name + "-sweep"), proto, ranking, len(planned))
+        return _gather(store, proto, planned, remote, concurrency, timings, progress, console, own_ray, guard)
+
+
+def _gather(store: SweepStore, proto: Protocol, planned: list, remote: Any, concurrency: int,
+            timings: dict[str, float], progress: bool, console: Any, own_ray: bool, guard: SigintGuard) -> Sweep:
+    """Run the trials, ``concurrency`` at a time, and add each to ``store`` as it finishes."""
+    import ray
+
+    ranking = store.ranking["readout"], store.ranking["metric"], store.ranking["maximise"]
     t0 = time.perf_counter()
     running: dict[Any, int] = {}
     nxt = 0
     bar = ProgressBar(len(planned), f"sweep {proto.protocol.name}", enabled=progress, console=console,
                        unit="trials")
     try:
+        store.set_attrs(trials=[params for params, _ in planned], concurrency=concurrency)
         with bar:
             while nxt < len(planned) or running:
                 # refill before writing the finished trial's result, so a core never waits
@@ -188,14 +203,17 @@ def run_sweep(protocol: Protocol | str | os.PathLike[str], *, set: dict[str, Any
                 bar.advance(1)
         timings["sweep_s"] = time.perf_counter() - t0
         store.set_attrs(timings=timings)
+        guard.stop()
         store.finish("complete")
     except KeyboardInterrupt:
+        guard.stop()
         store.write_summary()
         store.finish("aborted", f"interrupted by the user (SIGINT) after {len(store.summary)} of "
                                 f"{len(planned)} trials")
         _stop(running, own_ray)
         raise
     except BaseException as exc:
+        guard.stop()
         store.finish("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
         _stop(running, own_ray)
         raise
