@@ -374,3 +374,23 @@ def test_run_with_monitor_opens_the_window_on_the_new_store(ray_session, store_r
     finally:
         proc.kill()
         proc.wait(timeout=30)
+
+
+def test_a_readout_whose_history_is_not_there_yet_is_followed_without_error(tmp_path):
+    """A trainer creates its readout group, then the predictions, then ``history/``: a poll in
+    between must not fail (it did: FileNotFoundError .../readouts/ridge/history/row)."""
+    store = _store(tmp_path / "run.zarr")
+    _append(store, "esn", 0)
+    g = zarr.open_group(str(store.path), mode="r+")["esn"].require_group("readouts").create_group("ridge")
+    g.attrs.update({"status": "running", "consumed": 0, "evaluations": 1, "history_columns": ["row", "nrmse"]})
+    g.create_array("predictions", shape=(1000, 1), chunks=(BLOCK, 1), dtype="float64", fill_value=np.nan)
+    f = StoreFollower(store.path, max_units=8)
+    f.poll()
+    view = f.devices["esn"].readouts["ridge"]
+    assert view.history == {} and view.evaluations == -1          # nothing read, and read again later
+    hist = g.create_group("history")
+    for col, value in (("row", 100.0), ("nrmse", 0.5)):
+        hist.create_array(col, data=np.array([value]))
+    f.poll()
+    assert view.evaluations == 1 and view.history["row"].tolist() == [100.0]
+    assert view.history["nrmse"].tolist() == [0.5]

@@ -578,8 +578,13 @@ class StoreFollower:
                 view.position = b
             if history_due:
                 cols = list(attrs.get("history_columns", []))
-                values = _read_arrays(self.path / device / "readouts" / name / "history",
-                                      {c: (slice(0, evaluations),) for c in cols}) if cols else []
+                hist = self.path / device / "readouts" / name / "history"
+                if not all((hist / c / "zarr.json").exists() for c in cols):
+                    continue   # its trainer is creating the history arrays right now: next poll
+                try:
+                    values = _read_arrays(hist, {c: (slice(0, evaluations),) for c in cols}) if cols else []
+                except FileNotFoundError:
+                    continue   # the readout is being re-created (a resumed run): next poll
                 view.history = {c: np.asarray(v) for c, v in zip(cols, values)}
                 view.evaluations = evaluations
                 view.history_read = time.monotonic()
