@@ -21,18 +21,23 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ...reservoir import Block, RawStreamSpec, Reservoir, Spec
 from .backend import MEABackend
 from .encoder import RateEncoder
 from .layout import ElectrodeLayout
-from .safety import SafetyGuard, SafetyLimits
+from .safety import CEILINGS, SafetyGuard, SafetyLimits, lifted_ceilings, tightened
 from .stimulation import BiphasicPulse, schedule_arrays
 
+
+#: the reference and unusable electrodes of known arrays, by (rows, cols): always unusable,
+#: whatever a protocol says (8 x 8: a 60-electrode MCS array has no corners; 15 is its reference)
+ARRAY_UNUSABLE: dict[tuple[int, int], tuple[int, ...]] = {(8, 8): (0, 7, 15, 56, 63)}
 
 #: spikes kept for the run's burst statistics (about 12 bytes each)
 _MAX_KEPT = 20_000_000
@@ -55,7 +60,8 @@ class MEAParams(BaseModel):
     rows: int = Field(8, gt=0, description="electrode grid rows")
     cols: int = Field(8, gt=0, description="electrode grid columns")
     pitch_um: float = Field(200.0, gt=0, description="electrode pitch (um)")
-    unusable: list[int] = Field([0, 7, 15, 56, 63], description="electrodes that neither record nor stimulate")
+    unusable: list[int] = Field([], description="electrodes that neither record nor stimulate, added to the "
+                                "array's own reference and unusable ones (ARRAY_UNUSABLE), which stay unusable")
     # the encoder
     group_size: int = Field(4, gt=0, description="electrodes stimulated per input channel")
     max_pulses: int = Field(2, ge=0, description="pulses per row at the top of the input range")
@@ -63,12 +69,13 @@ class MEAParams(BaseModel):
     input_high: float = Field(1.0, description="input value that gives max_pulses pulses")
     amplitude_ua: float = Field(10.0, description="pulse amplitude per phase (uA)")
     phase_us: float = Field(200.0, description="pulse phase width (us)")
-    # safety (defaults: docstring of drivers/mea/safety.py)
-    max_charge_nc: float = Field(3.0, gt=0, description="charge per phase limit (nC)")
-    max_amplitude_ua: float = Field(50.0, gt=0, description="amplitude limit (uA)")
-    max_phase_us: float = Field(500.0, gt=0, description="phase width limit (us)")
-    max_rate_hz: float = Field(200.0, gt=0, description="pulses per second limit on any electrode")
-    forbidden: list[int] = Field([], description="electrodes that must never be stimulated")
+    # safety: a protocol may only tighten the ceilings (drivers/mea/safety.py; unset: the ceiling)
+    max_charge_nc: float | None = Field(None, gt=0, description="charge per phase limit (nC), at most 3")
+    max_amplitude_ua: float | None = Field(None, gt=0, description="amplitude limit (uA), at most 50")
+    max_phase_us: float | None = Field(None, gt=0, description="phase width limit (us), at most 500")
+    max_rate_hz: float | None = Field(None, gt=0, description="pulses per second limit on any electrode, at most 200")
+    forbidden: list[int] = Field([], description="electrodes that must never be stimulated (added to the "
+                                 "array's reference and unusable ones)")
     # the in-silico culture
     culture: dict[str, Any] = Field({}, description="parameters of the in-silico culture (CultureParams)")
     cl: dict[str, Any] = Field({}, description="options of the CL1 back end (ClBackend: accelerated_time, "
@@ -90,6 +97,16 @@ class MEAParams(BaseModel):
         bad = sorted(str(k) for k in (value.get("sim_env") or {}) if not str(k).startswith("CL_SDK_"))
         if bad:
             raise ValueError(f"sim_env: only CL_SDK_* variables of the simulator may be set (got {', '.join(bad)})")
+        return value
+
+    @field_validator("max_charge_nc", "max_amplitude_ua", "max_phase_us", "max_rate_hz")
+    @classmethod
+    def _only_tighter(cls, value: float | None, info: ValidationInfo) -> float | None:
+        ceiling = getattr(CEILINGS, info.field_name)
+        if value is not None and value > ceiling:
+            raise ValueError(f"{info.field_name} = {value:g} is above the ceiling {ceiling:g}: a protocol may "
+                             f"only tighten a stimulation limit (lifting one needs a signed-off --unsafe-limits "
+                             f"file; docs/mea.md)")
         return value
 
     @field_validator("serial")
@@ -120,17 +137,26 @@ class MEA(Reservoir):
     Params = MEAParams
     deterministic: ClassVar[bool] = False   # set per instance: the culture back end replays exactly
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, *, unsafe_limits: Mapping[str, float] | None = None, **params: Any) -> None:
+        """``params``: :class:`MEAParams` (what a protocol sets). ``unsafe_limits``: the
+        ``[limits]`` of a signed-off file that lifts stimulation ceilings (never part of a
+        protocol; the bench passes it from ``--unsafe-limits`` / ``lb.run(unsafe_limits=...)``)."""
         self.params = MEAParams(**params)
         p = self.params
-        self.layout = ElectrodeLayout(p.rows, p.cols, p.pitch_um, tuple(p.unusable))
-        self.limits = SafetyLimits(max_charge_nc=p.max_charge_nc, max_amplitude_ua=p.max_amplitude_ua,
-                                   max_phase_us=p.max_phase_us, max_rate_hz=p.max_rate_hz,
-                                   forbidden=tuple(p.forbidden))
+        self.ceilings = (lifted_ceilings(unsafe_limits, source="unsafe limits") if unsafe_limits is not None
+                         else CEILINGS)
+        self.limits_lifted = unsafe_limits is not None
+        own = ARRAY_UNUSABLE.get((p.rows, p.cols), ())
+        self.layout = ElectrodeLayout(p.rows, p.cols, p.pitch_um, tuple(sorted({*own, *p.unusable})))
+        self.limits = tightened(self.ceilings, forbidden=p.forbidden, max_charge_nc=p.max_charge_nc,
+                                max_amplitude_ua=p.max_amplitude_ua, max_phase_us=p.max_phase_us,
+                                max_rate_hz=p.max_rate_hz)
         if p.backend == "cl":   # the CL1's own grid and limits, where tighter than the protocol's
             from .cl_backend import cl_layout, cl_safety_limits
 
-            self.layout = cl_layout(pitch_um=p.pitch_um)
+            grid = cl_layout(pitch_um=p.pitch_um)
+            self.layout = ElectrodeLayout(grid.rows, grid.cols, grid.pitch_um,
+                                          tuple(sorted({*grid.unusable, *p.unusable})))
             cl = cl_safety_limits()
             lim = self.limits
             self.limits = SafetyLimits(max_charge_nc=min(lim.max_charge_nc, cl.max_charge_nc),
@@ -141,7 +167,7 @@ class MEA(Reservoir):
         self.encoder = RateEncoder(self.layout, p.n_inputs, p.row_ms / 1000.0,
                                    BiphasicPulse(p.amplitude_ua, p.phase_us), p.group_size, p.max_pulses,
                                    p.input_low, p.input_high, p.seed)
-        self.guard = SafetyGuard(self.limits, self.layout.n_electrodes, self.layout.unusable)
+        self.guard = SafetyGuard(self.limits, self.layout.n_electrodes, self.layout.unusable, self.ceilings)
         # refuse an unsafe encoder now, not at the first block: one row at full scale
         self.guard.check(self.encoder.encode(np.full((1, p.n_inputs), p.input_high)), 0.0)
         self.guard.reset()
@@ -248,13 +274,13 @@ class MEA(Reservoir):
             return Block(features=np.zeros((0, self.layout.n_electrodes), np.float32),
                          raw={"spikes": dict(empty), "stim": dict(empty)})
         pulses = self.encoder.encode(u)
-        # where this window will start on the device's clock (a real-time device may start it
-        # where the last one ended, a little in the past)
-        start = getattr(self.backend, "next_start_s", self.backend.time_s)
-        self.guard.check(pulses, start)          # UnsafeStimulation: nothing has been sent
+        # checked where the window will start on the device's clock, at the earliest (a real-time
+        # device starts it where the last one ended, or later); then remembered where it did start
+        self.guard.check(pulses, self._next_start_s())   # UnsafeStimulation: nothing has been sent
         t0 = time.perf_counter()
         window = self.backend.record(T * row_s, pulses)
         wall = time.perf_counter() - t0
+        self.guard.placed(window.start_s, window.duration_s)
         self.gaps.extend(window.gaps)
         rel = window.spikes.time_s - window.start_s
         row = np.clip(np.floor(rel / row_s + 1e-9).astype(np.int64), 0, max(T - 1, 0))
@@ -271,6 +297,13 @@ class MEA(Reservoir):
             "spikes": {"time_s": np.asarray(window.spikes.time_s, dtype=np.float64),
                        "electrode": np.asarray(window.spikes.electrode, dtype=np.int32)},
             "stim": {"time_s": st + window.start_s, "electrode": se}})
+
+    def _next_start_s(self) -> float:
+        """The earliest device time the back end can start the next window at: its
+        ``next_start_s`` where it has one (a real-time device), else its time now."""
+        if isinstance(getattr(type(self.backend), "next_start_s", None), property):
+            return float(self.backend.next_start_s)
+        return float(self.backend.time_s)
 
     def _rates(self, counts: np.ndarray, row_s: float) -> np.ndarray:
         """Exponential trace of the counts in spikes per second, ``r[t] = a r[t-1] + (1 - a) c[t] / row_s``
@@ -327,5 +360,6 @@ class MEA(Reservoir):
 
     def describe(self) -> dict[str, Any]:
         return {"driver": self.name, "params": self.params.model_dump(), "layout": self.layout.to_dict(),
-                "encoder": self.encoder.to_dict(), "safety": self.limits.to_dict(), "device": self.info,
+                "encoder": self.encoder.to_dict(), "safety": self.limits.to_dict(),
+                "safety_ceilings": self.ceilings.to_dict(), "limits_lifted": self.limits_lifted, "device": self.info,
                 "gaps": [list(g) for g in self.gaps]}

@@ -13,7 +13,12 @@ emulator behaves like a board:
 - **streaming mode** (``START`` mode 2): the backend advances in chunks of
   ``stream_chunk_s``, paced to the wall clock (``realtime_factor`` 1 = real time), and the
   spikes stream out as they are detected; nothing is kept for RESEND;
-- HEARTBEAT frames every ``heartbeat_ms`` from their own thread, also while a window runs;
+- HEARTBEAT frames every ``heartbeat_ms`` from their own thread, also while a window runs.
+  Streaming computes a chunk at its start and sends its spikes at once. The heartbeat
+  reports the end of the last chunk computed (``heartbeat_tick="computed"``) or the wall
+  clock's tick within the chunk being played out (``"now"``), which is behind the last
+  SPIKES frame's ``t_to``: a host that extrapolates the device's time from the last frame
+  it read sees that time step back by up to a chunk;
 - a dropped connection (:meth:`~labbench.drivers.transport.pty.PtyEmulator.drop`) is a USB
   reset: the board keeps its time, configuration, queued pulses and recording state, but
   loses its transmit buffers (the window kept for RESEND);
@@ -78,6 +83,9 @@ class MEAFirmware(PtyEmulator):
         Streaming: device seconds per wall-clock second.
     max_pulses : int
         Capacity of the pulse queue.
+    heartbeat_tick : {"computed", "now"}
+        Streaming: the tick a HEARTBEAT reports, the end of the last chunk computed or the
+        wall clock's tick within the chunk being played out (see the module notes).
     **pty_kwargs
         :class:`~labbench.drivers.transport.pty.PtyEmulator` options (``link``, ...).
     """
@@ -86,12 +94,15 @@ class MEAFirmware(PtyEmulator):
                  max_payload: int = 1024, serial_number: str = "LBEMU-0001", model: str = "labbench-mea-emu",
                  firmware_version: tuple[int, int, int] = (1, 0, 0), features: Feature = DEFAULT_FEATURES,
                  protocol_version: int = PROTOCOL_VERSION, stream_chunk_s: float = 0.01,
-                 realtime_factor: float = 1.0, max_pulses: int = 4096, **pty_kwargs: Any) -> None:
+                 realtime_factor: float = 1.0, max_pulses: int = 4096, heartbeat_tick: str = "computed",
+                 **pty_kwargs: Any) -> None:
         if not 64 <= max_payload <= 4096:
             raise ValueError(f"firmware: max_payload must be 64..4096, got {max_payload}")
         for name, text in (("serial_number", serial_number), ("model", model)):
             if len(text.encode("ascii")) > 16:
                 raise ValueError(f"firmware: {name} {text!r} is longer than 16 ASCII characters")
+        if heartbeat_tick not in ("computed", "now"):
+            raise ValueError(f"firmware: heartbeat_tick must be 'computed' or 'now', got {heartbeat_tick!r}")
         pty_kwargs.setdefault("name", "mea-firmware")
         super().__init__(tick_s=heartbeat_ms / 1000.0, **pty_kwargs)
         self.backend = backend
@@ -109,6 +120,8 @@ class MEAFirmware(PtyEmulator):
         self.stream_chunk_s = float(stream_chunk_s)
         self.realtime_factor = float(realtime_factor)
         self.max_pulses = int(max_pulses)
+        self.heartbeat_tick = heartbeat_tick
+        self._playing: tuple[int, int, float, float] | None = None   # streaming: chunk t0, t1, wall start, period
         # device state (guarded by _dev)
         self._dev = threading.RLock()
         self._parser = FrameParser(self.max_payload)
@@ -173,10 +186,20 @@ class MEAFirmware(PtyEmulator):
             self.done_seq = self.send(Msg.WINDOW_DONE, payload)
             self.last_window = wid
 
+    def _heartbeat_tick(self) -> int:
+        """:attr:`tick`, or (``heartbeat_tick="now"``, streaming) the wall clock's tick within
+        the chunk being played out."""
+        playing = self._playing
+        if self.heartbeat_tick != "now" or playing is None or self.mode != Mode.STREAMING:
+            return self.tick
+        t0, t1, wall0, period = playing
+        frac = min(max((time.monotonic() - wall0) / period, 0.0), 1.0)
+        return int(t0 + frac * (t1 - t0))
+
     def on_tick(self) -> None:
         with self._wlock:
-            self.send(Msg.HEARTBEAT, HEARTBEAT.pack(self.tick, self.last_window, self.done_seq, len(self._queue),
-                                                    int(self.mode), 0))
+            self.send(Msg.HEARTBEAT, HEARTBEAT.pack(self._heartbeat_tick(), self.last_window, self.done_seq,
+                                                    len(self._queue), int(self.mode), 0))
 
     def on_data(self, data: bytes) -> None:
         for frame in self._parser.feed(data):
@@ -423,6 +446,7 @@ class MEAFirmware(PtyEmulator):
         t, self._stream_thread = self._stream_thread, None
         if t is not None and t is not threading.current_thread():
             t.join(timeout=5.0)
+        self._playing = None
 
     def _stream_loop(self) -> None:
         n = max(1, int(round(self.stream_chunk_s * self.rate)))
@@ -437,7 +461,9 @@ class MEAFirmware(PtyEmulator):
                 if self.mode != Mode.STREAMING:
                     break
                 try:
+                    t0 = self.tick
                     payloads, _, _ = self._advance(chunk, n)
+                    self._playing = (t0, self.tick, time.monotonic(), period)
                 except Exception as e:        # noqa: BLE001 - report, do not die silently
                     self.send(Msg.ERROR, ERROR.pack(ErrorCode.INTERNAL) + f"{type(e).__name__}: {e}".encode()[:200])
                     self.errors.append(e)

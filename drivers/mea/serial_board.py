@@ -241,6 +241,7 @@ class SerialBoard(MEABackend):
         self._last_rx = 0.0
         self._dev_tick = 0
         self._dev_tick_at = 0.0
+        self._now_hi = 0
         self._dev_state = Mode.IDLE
         self._dev_last_window = NO_WINDOW
         self._dev_done_seq = 0
@@ -269,12 +270,23 @@ class SerialBoard(MEABackend):
 
     @property
     def time_s(self) -> float:
+        """Device time now (s since open). Streaming: an estimate, from the last tick the
+        device reported and the host's clock since; it never moves backwards."""
         if self.device is None or self._tick0 is None:
             return 0.0
         if self.mode == Mode.STREAMING:
             return (self._device_now() - self._tick0) / self.rate
         tick = self._tick0 if self._next_tick is None else self._next_tick
         return (tick - self._tick0) / self.rate
+
+    @property
+    def next_start_s(self) -> float:
+        """The earliest device time (s since open) at which the next window can begin: where
+        the last one ended (a streaming window may start later, never earlier). The safety
+        guard checks a window here; :attr:`Window.start_s` says where it really began."""
+        if self.device is None or self._tick0 is None or self._next_tick is None:
+            return 0.0
+        return (self._next_tick - self._tick0) / self.rate
 
     def open(self) -> dict[str, Any]:
         """Connect, handshake, configure and start recording (idempotent). A port that
@@ -439,6 +451,8 @@ class SerialBoard(MEABackend):
         self.mode = want
         self.parser.max_payload = dev.max_payload
         self._dev_tick, self._dev_tick_at = dev.tick, time.monotonic()
+        if first:
+            self._now_hi = dev.tick
         self._dev_last_window, self._dev_state = dev.last_window, dev.state
         hb = (self.heartbeat_ms or dev.heartbeat_ms) / 1000.0
         if hb and self.heartbeat_timeout_s < 2 * hb:
@@ -539,7 +553,9 @@ class SerialBoard(MEABackend):
             tick, last, done_seq, _queued, state, _r = HEARTBEAT.unpack(p)
             if state not in Mode._value2member_map_:
                 raise ProtocolError(f"HEARTBEAT (seq {frame.seq}): state byte {state}; expected 0, 1 or 2")
-            self._dev_tick, self._dev_tick_at = tick, self._last_rx
+            if self.mode != Mode.STREAMING or tick >= self._dev_tick:
+                # streaming: SPIKES may run ahead of the heartbeat's tick; the clock never steps back
+                self._dev_tick, self._dev_tick_at = tick, self._last_rx
             self._dev_last_window, self._dev_state, self._dev_done_seq = last, Mode(state), done_seq
         elif t in (Msg.ACK, Msg.NACK, Msg.INFO):
             _expect_len(_name(t), p, 2, at_least=True)
@@ -726,8 +742,11 @@ class SerialBoard(MEABackend):
 
     # -- streaming mode -----------------------------------------------------------------------
     def _device_now(self) -> int:
-        """Estimate of the device's tick now (streaming: it runs on its own clock)."""
-        return int(self._dev_tick + (time.monotonic() - self._dev_tick_at) * self.rate)
+        """Estimate of the device's tick now (streaming: it runs on its own clock); never
+        less than an earlier estimate."""
+        now = int(self._dev_tick + (time.monotonic() - self._dev_tick_at) * self.rate)
+        self._now_hi = max(self._now_hi, now)
+        return self._now_hi
 
     def _record_streaming(self, n: int, records: np.ndarray):
         rate = self.rate
