@@ -123,6 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         print(f"error: {line}", file=sys.stderr)
         return EXIT_FAILED
+    if monitor is not None:
+        monitor.warn_if_failed()
     return _report_run(args, proto, result, out)
 
 
@@ -156,10 +158,26 @@ class _MonitorProcess:
     writer's CPU time; closing the window does not stop the run, and the window stays
     open (showing the final state) after the run ends."""
 
+    process: Any = None   # the monitor's subprocess.Popen, once started
+
     def __call__(self, store: Path) -> None:
         import subprocess
 
+        from .monitor.display import window_problem
+
+        # no window can open here: one line, and the run goes on without it
+        if (problem := window_problem()) is not None:
+            print(f"warning: --monitor: the monitor window cannot open: {problem}; the run goes on "
+                  f"(labbench monitor {store} --snapshot run.png draws it without a display)", file=sys.stderr)
+            return
         self.process = subprocess.Popen([sys.executable, "-m", "labbench.cli", "monitor", str(store)])
+
+    def warn_if_failed(self) -> None:
+        """After the run: one line when the window's process has ended with an error."""
+        code = None if self.process is None else self.process.poll()
+        if code not in (None, 0):
+            print(f"warning: --monitor: the monitor window closed with exit code {code} (its message is "
+                  f"above); the run was not affected", file=sys.stderr)
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -669,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: module cannot have raised its error, so main() does not import it (``labbench monitor``
 #: starts without the training stack)
 _USAGE_ERRORS = {"labbench.engine.live": "TrainerError", "labbench.spec.protocol": "ProtocolError",
-                 "labbench.store": "StoreError"}
+                 "labbench.store": "StoreError", "labbench.monitor.display": "WindowError"}
 
 
 def _usage_error(exc: BaseException) -> bool:

@@ -22,12 +22,6 @@ def _offscreen() -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
-def _needs_display() -> None:
-    """Fall back to off-screen rendering when there is no display to open a window on."""
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        _offscreen()
-
-
 def snapshot(store: str | os.PathLike[str], out: str | os.PathLike[str], *, device: str | None = None,
              window: float | None = None, size: tuple[int, int] = (1400, 1000)) -> Path:
     """Render the monitor of ``store`` off-screen to the PNG ``out``.
@@ -147,8 +141,13 @@ def watch(store: str | os.PathLike[str], *, device: str | None = None, window: f
         Close the window once the run has ended and everything is drawn.
     stats : path, optional
         Write frame and poll statistics as JSON when the window closes.
+
+    Raises
+    ------
+    WindowError
+        No window can open here (no display, or Qt's platform plugin lacks system libraries):
+        one line naming what is missing, raised before Qt starts.
     """
-    _needs_display()
     from .window import MonitorWindow, application
 
     follower = StoreFollower(store)

@@ -17,6 +17,7 @@ from typing import Any
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
+from .display import check_window
 from .panels import Panel, View, build_panels
 from .source import StoreFollower
 
@@ -332,11 +333,19 @@ def _qt_messages(mode: QtCore.QtMsgType, context: QtCore.QMessageLogContext, mes
 
 
 def application() -> QtWidgets.QApplication:
-    """The QApplication (created once)."""
+    """The QApplication (created once).
+
+    Raises
+    ------
+    WindowError
+        Before creating it for a real display, when no window can open here (no display, or
+        system libraries that Qt's platform plugin needs are missing): one line naming them.
+    """
     configure_pyqtgraph()
     QtCore.qInstallMessageHandler(_qt_messages)
     app = QtWidgets.QApplication.instance()
     if app is None:
+        check_window()   # Qt's own message would be misleading, and it aborts the process
         app = pg.mkQApp("labbench monitor")
     return app  # type: ignore[return-value]
 
