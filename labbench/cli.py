@@ -108,13 +108,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     proto = load(args.protocol, overrides=args.set, mock=args.mock)
     if args.store_root is not None and (problems := check_machine(proto, args.store_root)):
         raise ProtocolError(proto.source, problems)
+    signed = _unsafe_limits(args, sweep=proto.sweep is not None and not args.no_sweep)   # UnsafeLimitsError: exit 2
     out = _console()
     if proto.sweep is not None and not args.no_sweep:
         return _run_sweep(args, proto, out)
     monitor = _MonitorProcess() if args.monitor else None
     try:
         result = bench.run(proto, address=args.address, store_root=args.store_root, progress=not args.quiet,
-                           console=_console(stderr=True), sweep=False, on_store=monitor)
+                           console=_console(stderr=True), sweep=False, on_store=monitor, unsafe_limits=signed)
     except Exception as exc:
         if getattr(args, "verbose", False):
             raise
@@ -233,13 +234,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unsafe_limits(args: argparse.Namespace, sweep: bool = False):
+    """The checked ``--unsafe-limits`` file (a SignedLimits), or None."""
+    if getattr(args, "unsafe_limits", None) is None:
+        return None
+    from .spec.unsafe_limits import UnsafeLimitsError, read_unsafe_limits
+
+    signed = read_unsafe_limits(args.unsafe_limits)
+    if sweep:
+        raise UnsafeLimitsError(f"{signed.path}: --unsafe-limits applies to one run; this protocol has a [sweep] "
+                                f"(run its trials one at a time with --no-sweep and --set)")
+    return signed
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from .engine import bench
     from .store import RunReader
 
     _register_driver_paths(args)
     proto = bench.stored_protocol(RunReader(args.store).attrs, args.store)
-    result = bench.resume(args.store, address=args.address, progress=not args.quiet, console=_console(stderr=True))
+    result = bench.resume(args.store, address=args.address, progress=not args.quiet, console=_console(stderr=True),
+                          unsafe_limits=_unsafe_limits(args))
     return _report_run(args, proto, result, _console())
 
 
@@ -572,6 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_driver_path(p)
     p.add_argument("--verbose", action="store_true",
                    help="on failure, show the whole traceback (Ray's included) instead of one line")
+    p.add_argument("--unsafe-limits", type=Path, default=None, metavar="FILE",
+                   help="a signed-off TOML file ([sign_off] name, reason, date; [limits]) lifting safety ceilings "
+                        "a protocol cannot; recorded in the store (docs/mea.md)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="continue an aborted run of deterministic devices to its end",
@@ -582,6 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS or a local Ray)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--unsafe-limits", type=Path, default=None, metavar="FILE",
+                   help="the signed-off file the run was made with, if it was (checked by sha256)")
     add_driver_path(p)
     p.set_defaults(func=cmd_resume)
 
@@ -687,7 +707,8 @@ def build_parser() -> argparse.ArgumentParser:
 #: module cannot have raised its error, so main() does not import it (``labbench monitor``
 #: starts without the training stack)
 _USAGE_ERRORS = {"labbench.engine.live": "TrainerError", "labbench.spec.protocol": "ProtocolError",
-                 "labbench.store": "StoreError", "labbench.monitor.display": "WindowError"}
+                 "labbench.store": "StoreError", "labbench.monitor.display": "WindowError",
+                 "labbench.spec.unsafe_limits": "UnsafeLimitsError"}
 
 
 def _usage_error(exc: BaseException) -> bool:

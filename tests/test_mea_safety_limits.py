@@ -185,3 +185,104 @@ def test_the_guards_clock_is_the_schedules_and_never_moves_backwards():
     with pytest.raises(UnsafeStimulation, match="electrode 3 pulsed 2 ms after"):
         guard.check([ScheduledPulse(0.0, (3,), pulse)], 1.10)
     assert guard.check([ScheduledPulse(0.003, (3,), pulse)], 1.0) == pytest.approx(1.10)   # 5 ms: fine
+
+
+# ---------------------------------------------------------------------------------------------
+# --unsafe-limits: a signed-off file, through the bench, recorded in the store
+# ---------------------------------------------------------------------------------------------
+SIGNED = '''[sign_off]
+name = "A. Researcher"
+reason = "charge-response curve up to 20 nC per phase (test)"
+date = 2026-12-04
+
+[limits]
+max_charge_nc = 20.0
+'''
+
+
+def _twenty_nc_protocol(**params) -> dict:
+    return {"protocol": {"name": "mea_lifted", "seed": 0},
+            "device": {"driver": "mea", "params": {"row_ms": 20.0, "max_pulses": 1, "group_size": 4, "seed": 0,
+                                                   "culture": {"n_neurons": 200}, **TWENTY_NC, **params}},
+            "task": {"name": "xor", "delay": 0, "hold": 5},
+            "run": {"washout": 20, "train": 60, "test": 20, "block": 50},
+            "readouts": [{"kind": "ridge", "alpha": 1.0}]}
+
+
+def _toml(table: dict) -> str:
+    """A protocol dict as TOML (tables of scalars and inline tables, what these protocols hold)."""
+    import json
+
+    def value(v) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return json.dumps(v)
+
+    out = []
+    for name, body in table.items():
+        rows = body if isinstance(body, list) else [body]
+        for row in rows:
+            out.append(f"[[{name}]]" if isinstance(body, list) else f"[{name}]")
+            out += [f"{k} = {value(v)}" for k, v in row.items()]
+    return "\n".join(out) + "\n"
+
+
+def test_a_signed_off_file_lifts_the_limit_and_the_store_records_it(ray_session, store_root, tmp_path):
+    import hashlib
+
+    import labbench as lb
+    from labbench.spec.protocol import from_dict
+    from labbench.store import RunReader
+
+    limits = tmp_path / "limits.toml"
+    limits.write_text(SIGNED)
+    run = lb.run(from_dict(_twenty_nc_protocol()), store_root=store_root, progress=False, unsafe_limits=limits)
+    attrs = RunReader(run.store).attrs
+    rec = attrs["unsafe_limits"]
+    assert rec["path"] == str(limits.resolve()) and rec["text"] == SIGNED
+    assert rec["sha256"] == hashlib.sha256(SIGNED.encode()).hexdigest()
+    assert (rec["signed_off_by"], rec["date"], rec["limits"], rec["devices"]) == (
+        "A. Researcher", "2026-12-04", {"max_charge_nc": 20.0}, ["mea"])
+    assert "20 nC" in rec["reason"]
+    import zarr
+
+    g = zarr.open_group(str(run.store), mode="r")["mea"]
+    assert g.attrs["describe"]["safety"]["max_charge_nc"] == 20.0 and g.attrs["describe"]["limits_lifted"]
+    assert len(g["raw/stim/time_s"][:]) > 0                     # 20 nC pulses were delivered
+    assert "unsafe_limits" not in attrs["protocol_table"]["device"]["params"]   # never through the protocol
+    # without the file the same protocol is refused by the guard before any pulse
+    with pytest.raises(lb.DeviceDown, match="20 nC per phase exceeds the limit 3"):
+        lb.run(from_dict(_twenty_nc_protocol()), store_root=store_root, progress=False)
+
+
+@pytest.mark.parametrize("text, message", [
+    (SIGNED.replace('name = "A. Researcher"\n', ""), "sign_off.name is missing or empty"),
+    (SIGNED.replace('reason = "charge-response curve up to 20 nC per phase (test)"\n', 'reason = " "\n'),
+     "sign_off.reason is missing or empty"),
+    (SIGNED.replace("date = 2026-12-04\n", ""), "sign_off.date is missing"),
+    (SIGNED.split("[limits]")[0], "no [limits] table"),
+    ("[limits]\nmax_charge_nc = 20.0\n", "no [sign_off] table"),
+    (SIGNED.replace("max_charge_nc = 20.0", "max_charge_nc = 50.0"), "above the hard maximum 20"),
+    (SIGNED.replace("max_charge_nc = 20.0", "unusable = 1"), "limits.unusable cannot be lifted"),
+])
+def test_an_unusable_limits_file_is_refused_with_exit_2_and_no_store(tmp_path, capsys, text, message):
+    from labbench.cli import main
+
+    proto = tmp_path / "p.toml"
+    proto.write_text(_toml(_twenty_nc_protocol()))
+    limits = tmp_path / "limits.toml"
+    limits.write_text(text)
+    runs = tmp_path / "runs"
+    assert main(["run", str(proto), "--unsafe-limits", str(limits), "--store-root", str(runs), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and str(limits) in err and err.count("\n") == 0
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_protocol_asking_for_100_nc_exits_2_on_the_cli(tmp_path, capsys):
+    from labbench.cli import main
+
+    proto = tmp_path / "p.toml"
+    proto.write_text(_toml(_twenty_nc_protocol(max_charge_nc=100)))
+    assert main(["run", str(proto), "--store-root", str(tmp_path / "runs"), "--quiet"]) == 2
+    assert "max_charge_nc = 100 is above the ceiling 3" in capsys.readouterr().err

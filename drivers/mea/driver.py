@@ -209,6 +209,13 @@ class MEA(Reservoir):
         return str(params.get("backend", "culture"))
 
     @classmethod
+    def check_unsafe_limits(cls, limits: Mapping[str, float]) -> dict[str, Any]:
+        """The ceilings ``limits`` (the ``[limits]`` of a signed-off --unsafe-limits file)
+        would give this driver; ``ValueError`` naming the key if it cannot lift them (the
+        bench asks before anything starts)."""
+        return lifted_ceilings(limits, source="unsafe limits").to_dict()
+
+    @classmethod
     def mock_params(cls, params: dict[str, Any]) -> dict[str, Any]:
         """The in-silico culture instead of whatever device the protocol names."""
         return {**{k: v for k, v in params.items() if k != "url"}, "backend": "culture"}

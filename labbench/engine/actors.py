@@ -27,8 +27,11 @@ class DeviceActor:
     or imports a module a protocol names.
     """
 
-    def __init__(self, driver: type[Reservoir], params: dict[str, Any]) -> None:
-        self.reservoir = driver(**params)
+    def __init__(self, driver: type[Reservoir], params: dict[str, Any],
+                 unsafe_limits: dict[str, float] | None = None) -> None:
+        # lifted safety limits (a signed-off --unsafe-limits file) are an argument of their own,
+        # never part of the protocol's params
+        self.reservoir = driver(**params) if unsafe_limits is None else driver(**params, unsafe_limits=unsafe_limits)
         self.reservoir.open()
         self.busy_s = 0.0  # time spent inside reservoir.run
         self._last_end: float | None = None  # when the last run_timed call finished (closed loops)

@@ -34,6 +34,7 @@ from .ray_runtime import ensure_ray
 from ..spec.policy import LoopBlock, NextBlock, check_next, loop_timing
 from ..spec.protocol import DeviceSection, Protocol, from_dict, from_text, load
 from ..reservoir import get_driver
+from ..spec.unsafe_limits import SignedLimits, UnsafeLimitsError, read_unsafe_limits
 from ..store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
 from ..tasks import TaskData
 
@@ -84,6 +85,7 @@ def run(
     console: Any = None,
     sweep: bool = True,
     on_store: Callable[[Path], None] | None = None,
+    unsafe_limits: str | os.PathLike[str] | SignedLimits | None = None,
 ) -> Run | Any:
     """Run a protocol and record it.
 
@@ -105,6 +107,12 @@ def run(
     on_store : callable, optional
         Called with the run store's path as soon as the store exists (before the first
         block), e.g. to open a monitor on it (``labbench run --monitor``).
+    unsafe_limits : path, optional
+        A signed-off file lifting safety ceilings (``--unsafe-limits``; format in
+        :mod:`labbench.spec.unsafe_limits`). Its ``[limits]`` go to every device whose driver
+        has ``check_unsafe_limits``, as an argument of its own (never through the protocol);
+        the file (path, text, sha256, sign-off) is recorded in the store's root attribute
+        ``unsafe_limits``.
 
     Returns
     -------
@@ -114,6 +122,8 @@ def run(
     ------
     ProtocolError
         Before anything starts, if the protocol is invalid (no store is created).
+    UnsafeLimitsError
+        Before anything starts, if ``unsafe_limits`` cannot be used.
     DeviceDown
         A device raised, stayed down after its restarts, or stopped answering: the store
         is marked ``aborted`` with the reason, every committed block kept.
@@ -121,16 +131,43 @@ def run(
         After marking the store ``aborted`` and closing the devices.
     """
     proto = protocol if isinstance(protocol, Protocol) else load(protocol, overrides=set)
+    signed = (unsafe_limits if isinstance(unsafe_limits, SignedLimits) or unsafe_limits is None
+              else read_unsafe_limits(unsafe_limits))
+    if signed is not None and proto.sweep is not None and sweep:
+        raise UnsafeLimitsError(f"{signed.path}: --unsafe-limits applies to one run; this protocol has a [sweep] "
+                                f"(run its trials one at a time with --no-sweep and --set)")
+    lifted = _lifted_limits(proto, signed)
     if proto.sweep is not None and sweep:
         from .sweeper import run_sweep
 
         return run_sweep(proto, address=address, store_root=store_root, progress=progress, console=console)
     return _Execution(proto, address=address, store_root=store_root, progress=progress, console=console,
-                      on_store=on_store).run()
+                      on_store=on_store, signed=signed, lifted=lifted).run()
+
+
+def _lifted_limits(proto: Protocol, signed: SignedLimits | None) -> dict[str, dict[str, float]]:
+    """``{device group: [limits]}`` for the devices whose driver accepts the signed-off file
+    (it has ``check_unsafe_limits``); refuses a file no device can use or one a driver refuses."""
+    if signed is None:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for dev in proto.all_devices:
+        check = getattr(proto.driver_class(dev), "check_unsafe_limits", None)
+        if check is None:
+            continue
+        try:
+            check(dict(signed.limits))
+        except ValueError as exc:
+            raise UnsafeLimitsError(f"{signed.path}: device {dev.group!r} ({dev.driver}): {exc}") from None
+        out[dev.group] = dict(signed.limits)
+    if not out:
+        raise UnsafeLimitsError(f"{signed.path}: no device of this protocol ({proto.describe_devices()}) has "
+                                f"safety limits to lift")
+    return out
 
 
 def resume(store: str | os.PathLike[str], *, address: str | None = None, progress: bool = True,
-           console: Any = None) -> Run:
+           console: Any = None, unsafe_limits: str | os.PathLike[str] | SignedLimits | None = None) -> Run:
     """Continue an aborted (or failed) run of deterministic devices from ``committed`` to the end.
 
     Each device is opened afresh and fed the stored run's inputs up to its ``committed``
@@ -143,6 +180,9 @@ def resume(store: str | os.PathLike[str], *, address: str | None = None, progres
     StoreError
         Not a run store, a run that is complete or still running, or a device whose
         driver is not deterministic (its state cannot be rebuilt).
+    UnsafeLimitsError
+        The run was made with an --unsafe-limits file and ``unsafe_limits`` is not that
+        same file (same sha256), or it was not and ``unsafe_limits`` is given.
     """
     reader = RunReader(store)
     attrs = reader.attrs
@@ -165,8 +205,18 @@ def resume(store: str | os.PathLike[str], *, address: str | None = None, progres
         if not cls.deterministic:
             raise StoreError(f"{reader.path}: device {dev.group!r} ({dev.driver}) is not deterministic: its state "
                              f"cannot be rebuilt from the stored inputs, so the run cannot be resumed")
+    signed = (unsafe_limits if isinstance(unsafe_limits, SignedLimits) or unsafe_limits is None
+              else read_unsafe_limits(unsafe_limits))
+    recorded = attrs.get("unsafe_limits") or None
+    if recorded and (signed is None or signed.sha256 != recorded.get("sha256")):
+        raise UnsafeLimitsError(f"{reader.path}: the run was made with lifted safety limits ({recorded.get('path')}, "
+                                f"sha256 {str(recorded.get('sha256'))[:12]}); resume it with --unsafe-limits naming "
+                                f"that same file" + (f", not {signed.path}" if signed is not None else ""))
+    if signed is not None and not recorded:
+        raise UnsafeLimitsError(f"{signed.path}: the run {reader.path} was made without lifted limits; resume it "
+                                f"without --unsafe-limits")
     return _Execution(proto, address=address, store_root=reader.path.parent, progress=progress, console=console,
-                      resume_path=reader.path).run()
+                      resume_path=reader.path, signed=signed, lifted=_lifted_limits(proto, signed)).run()
 
 
 def stored_protocol(attrs: dict[str, Any], path: str | os.PathLike[str]) -> Protocol:
@@ -189,7 +239,8 @@ class _Pending:
 class _DeviceStream:
     """One device of a run: its actor, the blocks in flight, and its restarts."""
 
-    def __init__(self, section: DeviceSection, params: dict[str, Any], num_cpus: float) -> None:
+    def __init__(self, section: DeviceSection, params: dict[str, Any], num_cpus: float,
+                 unsafe_limits: dict[str, float] | None = None) -> None:
         import ray
 
         from .actors import DeviceActor
@@ -200,7 +251,7 @@ class _DeviceStream:
                                    "max_task_retries": 0}
         if section.resources:
             options["resources"] = dict(section.resources)
-        self.actor = ray.remote(DeviceActor).options(**options).remote(section.driver, params)
+        self.actor = ray.remote(DeviceActor).options(**options).remote(section.driver, params, unsafe_limits)
         self.info_ref = self.actor.info.remote()
         self.info: dict[str, Any] = {}
         self.pending: deque[_Pending] = deque()
@@ -248,8 +299,11 @@ class _DeviceStream:
 
 class _Execution:
     def __init__(self, proto: Protocol, *, address, store_root, progress, console,
-                 resume_path: Path | None = None, on_store: Callable[[Path], None] | None = None) -> None:
+                 resume_path: Path | None = None, on_store: Callable[[Path], None] | None = None,
+                 signed: SignedLimits | None = None, lifted: dict[str, dict[str, float]] | None = None) -> None:
         self.proto = proto
+        self.signed = signed                  # the --unsafe-limits file, if any
+        self.lifted = dict(lifted or {})      # {device group: its [limits]}, passed to its actor
         self.on_store = on_store
         self.address = address
         self.store_root = Path(store_root if store_root is not None else proto.store.root)
@@ -280,7 +334,8 @@ class _Execution:
         t0 = time.perf_counter()
         cpus = device_cpus(p.all_devices)
         # every device actor starts at once; each waits for its own resources (a pinned rig's node)
-        streams = [_DeviceStream(dev, p.device_params(dev), n) for dev, n in zip(p.all_devices, cpus)]
+        streams = [_DeviceStream(dev, p.device_params(dev), n, self.lifted.get(dev.group))
+                   for dev, n in zip(p.all_devices, cpus)]
         store: RunStore | None = None
         trainers: list = []
         try:
@@ -380,7 +435,9 @@ class _Execution:
                 "protocol": p.resolved(), "protocol_table": p.table(), "seed": p.protocol.seed,
                 "ray_address": self.address or "local",
                 "device_node_id": streams[0].info["node_id"],
-                "devices": [s.group for s in streams]})
+                "devices": [s.group for s in streams],
+                **({"unsafe_limits": {**self.signed.provenance(), "devices": sorted(self.lifted)}} if self.signed
+                   else {})})
         for s in streams:
             first = ray.get(s.actor.run.remote(data.inputs[:0]))[0]  # dtype probe, zero rows
             store.add_device(s.group, spec=s.info["spec"], describe=s.info["describe"], n_outputs=p.task.n_outputs,
