@@ -3,7 +3,7 @@
 Both libraries run in the same Python process and the same session, and their repeats
 are interleaved: within each round every implementation runs once, and the order is
 rotated from one round to the next. This matters because timings on the project's
-2-vCPU VMs drift by up to ~1.6x between runs (shared/PLATFORM.md), so only ratios taken
+2-vCPU VMs drift by up to ~1.6x between runs (docs/platform.md), so only ratios taken
 this way mean much. Figures are medians over the repeats with (min-max).
 
 Parts

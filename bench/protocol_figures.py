@@ -4,7 +4,7 @@ Runs each protocol in ``protocols/`` through ``labbench.run`` (Ray actor, run st
 live readout) once per reservoir seed (``device.params.seed`` = 0..4 by default) and
 prints the median (min–max) of its headline metric next to the acceptance figure and
 the peer's figure: ReservoirPy's, measured on this machine kind, for the ESN protocols
-(shared/peer-bench/RESULTS.md); labbench's ESN for the LSM protocols.
+(docs/peer-baselines.md); labbench's ESN for the LSM protocols.
 
 Usage: python bench/protocol_figures.py [--seeds 5] [--only narma10 ...] [--out FILE]
 """

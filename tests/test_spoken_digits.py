@@ -81,8 +81,8 @@ def test_the_pinned_library_ships_with_the_wheel():
         f"{espeak.ESPEAK_NG_VERSION} (espeakng-loader==0.2.4)")
 
 
-#: sha256 of single utterances as espeak-ng 1.52.0 (espeakng-loader 0.2.4) speaks them; the Klatt
-#: and "f" voices draw noise from espeak-ng's random generator, the "m" voices do not
+#: sha256 of single utterances as espeak-ng 1.52.0 (espeakng-loader 0.2.4) speaks them (a Klatt, a
+#: male and a female variant)
 UTTERANCES = [
     ("seven", espeak.Speaker("en-gb-scotland", "klatt2", 40, 150), 19930,
      "29441e961b9d79dd85178a6fa24a4adfd432cfc9433bdb10fb233c19623e96d9"),

@@ -15,7 +15,7 @@ from typing import Any
 
 from .worker_setup import runtime_env as worker_runtime_env
 
-#: environment that keeps the embedded Ray quiet, local and on loopback (see shared/PLATFORM.md)
+#: environment that keeps the embedded Ray quiet, local and on loopback (see docs/platform.md)
 RAY_ENV = {
     "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",

@@ -1,6 +1,6 @@
 """The run store: one Zarr v3 group per run, written by one writer, tailed by many readers.
 
-Layout (see ``DESIGN.md``)::
+Layout (see ``docs/design.md`` and ``docs/store.md``)::
 
     <run>.zarr                attrs: labbench version, protocol text + sha256, seed, host,
                                      started/ended, status, error, metrics
