@@ -58,6 +58,10 @@ class CrashingESNParams(ESNParams):
     crash_at_block: int = -1      # block (0-based, counted since open) at which to crash; -1: never
     how: str = "sigkill"          # "sigkill": the worker process kills itself; "raise": the driver raises
     once_marker: str = ""         # crash only if this file does not exist yet (then create it); "": every time
+    # crash only once the store holds every row before this block (a glob of the device group's
+    # zarr.json): the previous block's reply has then surely reached the writer, so what the store
+    # holds at each death does not depend on how fast that reply travelled (a busy machine)
+    wait_committed: str = ""
 
 
 class CrashingESN(EchoStateNetwork):
@@ -70,7 +74,8 @@ class CrashingESN(EchoStateNetwork):
     Params = CrashingESNParams
 
     def __init__(self, **params: Any) -> None:
-        crash = {k: params.pop(k) for k in ("crash_at_block", "how", "once_marker") if k in params}
+        crash = {k: params.pop(k) for k in ("crash_at_block", "how", "once_marker", "wait_committed")
+                 if k in params}
         super().__init__(**params)
         self.crash = CrashingESNParams(**params, **crash)
         self.blocks = 0
@@ -86,8 +91,28 @@ class CrashingESN(EchoStateNetwork):
             if marker is None or not marker.exists():
                 if marker is not None:
                     marker.write_text("crashed once")
+                if c.wait_committed:
+                    _wait_committed(c.wait_committed, self.blocks * len(u))
                 if c.how == "sigkill":
                     os.kill(os.getpid(), signal.SIGKILL)
                 raise RuntimeError(f"amplifier saturated at block {self.blocks}")
         self.blocks += bool(len(u))
         return super().run(u)
+
+
+def _wait_committed(pattern: str, rows: int, timeout_s: float = 60.0) -> None:
+    """Wait until the store group matched by ``pattern`` (a glob of its zarr.json) has ``committed >= rows``."""
+    import glob
+    import json
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for path in glob.glob(pattern):
+            try:
+                attrs = json.loads(open(path).read()).get("attributes", {})
+            except (OSError, ValueError):
+                continue
+            if int(attrs.get("committed", 0)) >= rows:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{pattern}: committed never reached {rows} rows")
