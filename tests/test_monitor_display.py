@@ -120,3 +120,14 @@ def test_run_with_monitor_warns_once_and_runs_on_when_no_window_can_open(ray_ses
     assert warnings == [f"warning: --monitor: the monitor window cannot open: no display (DISPLAY and "
                         f"WAYLAND_DISPLAY are not set); the run goes on (labbench monitor {store} --snapshot "
                         f"run.png draws it without a display)"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("ldd") is None,
+                    reason="compares with ldd, which is on Linux only")
+def test_without_ldd_the_check_loads_the_libraries_itself_and_agrees(monkeypatch):
+    import labbench.monitor.display as display
+
+    env = {"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":0"}
+    with_ldd = window_problem(env)
+    monkeypatch.setattr(display.shutil, "which", lambda name: None)
+    assert window_problem(env) == with_ldd

@@ -77,8 +77,18 @@ def platform_plugin(platform: str) -> Path | None:
 
 
 def _ldd(path: Path) -> str:
+    """``ldd``'s output for ``path``; without ``ldd``, the same ``not found`` lines for the libraries
+    of :data:`QT_PACKAGES` that ``ctypes`` cannot load."""
     if shutil.which("ldd") is None:
-        return ""
+        lines = []
+        for soname in QT_PACKAGES:
+            if soname.startswith("libwayland") and "wayland" not in path.name:
+                continue
+            try:
+                ctypes.CDLL(soname)
+            except OSError:
+                lines.append(f"\t{soname} => not found")
+        return "\n".join(lines)
     proc = subprocess.run(["ldd", str(path)], capture_output=True, text=True, check=False)
     return proc.stdout + proc.stderr
 
