@@ -253,6 +253,20 @@ def test_a_signed_off_file_lifts_the_limit_and_the_store_records_it(ray_session,
     # without the file the same protocol is refused by the guard before any pulse
     with pytest.raises(lb.DeviceDown, match="20 nC per phase exceeds the limit 3"):
         lb.run(from_dict(_twenty_nc_protocol()), store_root=store_root, progress=False)
+    # resuming it needs the very same file (sha256), named again (checked first; the MEA is not
+    # deterministic, so its runs cannot be resumed anyway)
+    from labbench.spec.unsafe_limits import UnsafeLimitsError
+    from labbench.store import RunStore
+
+    RunStore.reopen(run.store).finish("aborted", "test: pretend it stopped")
+    with pytest.raises(UnsafeLimitsError, match="made with lifted safety limits"):
+        lb.resume(run.store, progress=False)
+    other = tmp_path / "other.toml"
+    other.write_text(SIGNED.replace("(test)", "(another test)"))
+    with pytest.raises(UnsafeLimitsError, match=f"that same file, not {other.resolve()}"):
+        lb.resume(run.store, progress=False, unsafe_limits=other)
+    with pytest.raises(lb.StoreError, match="'mea' \\(mea\\) is not deterministic"):
+        lb.resume(run.store, progress=False, unsafe_limits=limits)      # the file passes
 
 
 @pytest.mark.parametrize("text, message", [

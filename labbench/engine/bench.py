@@ -196,15 +196,6 @@ def resume(store: str | os.PathLike[str], *, address: str | None = None, progres
                              f"died")
         # the writer was killed (SIGKILL, power cut): the store is as it left it, every committed row intact
     proto = stored_protocol(attrs, reader.path)
-    if proto.task.closed_loop:
-        raise StoreError(f"{reader.path}: task {proto.task.name!r} is closed-loop: its policy decided each block "
-                         f"from the device's live activity, which a fresh device cannot repeat, so the run "
-                         f"cannot be resumed")
-    for dev in proto.all_devices:
-        cls = get_driver(dev.driver)
-        if not cls.deterministic:
-            raise StoreError(f"{reader.path}: device {dev.group!r} ({dev.driver}) is not deterministic: its state "
-                             f"cannot be rebuilt from the stored inputs, so the run cannot be resumed")
     signed = (unsafe_limits if isinstance(unsafe_limits, SignedLimits) or unsafe_limits is None
               else read_unsafe_limits(unsafe_limits))
     recorded = attrs.get("unsafe_limits") or None
@@ -215,6 +206,15 @@ def resume(store: str | os.PathLike[str], *, address: str | None = None, progres
     if signed is not None and not recorded:
         raise UnsafeLimitsError(f"{signed.path}: the run {reader.path} was made without lifted limits; resume it "
                                 f"without --unsafe-limits")
+    if proto.task.closed_loop:
+        raise StoreError(f"{reader.path}: task {proto.task.name!r} is closed-loop: its policy decided each block "
+                         f"from the device's live activity, which a fresh device cannot repeat, so the run "
+                         f"cannot be resumed")
+    for dev in proto.all_devices:
+        cls = get_driver(dev.driver)
+        if not cls.deterministic:
+            raise StoreError(f"{reader.path}: device {dev.group!r} ({dev.driver}) is not deterministic: its state "
+                             f"cannot be rebuilt from the stored inputs, so the run cannot be resumed")
     return _Execution(proto, address=address, store_root=reader.path.parent, progress=progress, console=console,
                       resume_path=reader.path, signed=signed, lifted=_lifted_limits(proto, signed)).run()
 
