@@ -33,7 +33,6 @@ from .interrupts import SigintGuard
 from .ray_runtime import ensure_ray
 from ..spec.policy import LoopBlock, NextBlock, check_next, loop_timing
 from ..spec.protocol import DeviceSection, Protocol, from_dict, from_text, load
-from ..reservoir import get_driver
 from ..spec.unsafe_limits import SignedLimits, UnsafeLimitsError, read_unsafe_limits
 from ..store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
 from ..tasks import TaskData
@@ -211,7 +210,7 @@ def resume(store: str | os.PathLike[str], *, address: str | None = None, progres
                          f"from the device's live activity, which a fresh device cannot repeat, so the run "
                          f"cannot be resumed")
     for dev in proto.all_devices:
-        cls = get_driver(dev.driver)
+        cls = proto.driver_class(dev)
         if not cls.deterministic:
             raise StoreError(f"{reader.path}: device {dev.group!r} ({dev.driver}) is not deterministic: its state "
                              f"cannot be rebuilt from the stored inputs, so the run cannot be resumed")
@@ -239,7 +238,7 @@ class _Pending:
 class _DeviceStream:
     """One device of a run: its actor, the blocks in flight, and its restarts."""
 
-    def __init__(self, section: DeviceSection, params: dict[str, Any], num_cpus: float,
+    def __init__(self, section: DeviceSection, driver: type, params: dict[str, Any], num_cpus: float,
                  unsafe_limits: dict[str, float] | None = None) -> None:
         import ray
 
@@ -251,7 +250,7 @@ class _DeviceStream:
                                    "max_task_retries": 0}
         if section.resources:
             options["resources"] = dict(section.resources)
-        self.actor = ray.remote(DeviceActor).options(**options).remote(section.driver, params, unsafe_limits)
+        self.actor = ray.remote(DeviceActor).options(**options).remote(driver, params, unsafe_limits)
         self.info_ref = self.actor.info.remote()
         self.info: dict[str, Any] = {}
         self.pending: deque[_Pending] = deque()
@@ -334,7 +333,7 @@ class _Execution:
         t0 = time.perf_counter()
         cpus = device_cpus(p.all_devices)
         # every device actor starts at once; each waits for its own resources (a pinned rig's node)
-        streams = [_DeviceStream(dev, p.device_params(dev), n, self.lifted.get(dev.group))
+        streams = [_DeviceStream(dev, p.driver_class(dev), p.device_params(dev), n, self.lifted.get(dev.group))
                    for dev, n in zip(p.all_devices, cpus)]
         store: RunStore | None = None
         trainers: list = []
