@@ -79,6 +79,24 @@ def fail_after(seconds: int):
         signal.signal(signal.SIGALRM, old)
 
 
+#: a run of the test driver 'faulty' slow enough (0.2 s per 50-row block) to be interrupted mid-stream
+SLOW_PROTOCOL = """
+[protocol]
+name = "slow"
+[device]
+driver = "faulty"
+name = "rig"
+params = { fail_at_block = -1, delay_s = 0.2 }
+[task]
+name = "narma"
+[run]
+washout = 50
+train = 4000
+test = 950
+block = 50
+"""
+
+
 def small_protocol(**overrides) -> dict:
     """A fast protocol as a dict (NARMA-10 on a 50-unit ESN)."""
     proto = {

@@ -131,3 +131,68 @@ def test_a_device_needing_a_resource_no_node_has_fails_at_once(ray_session, stor
     assert time.monotonic() - t0 < 10                    # at once, not after timeout_s = 120
     assert "ray start --resources" in str(info.value)    # and it says how to provide it
     assert list(store_root.iterdir()) == []              # nothing ran, so no store
+
+
+TINY = """
+[protocol]
+name = "tiny"
+[device]
+driver = "esn"
+params = { units = 20, seed = 1 }
+[task]
+name = "narma"
+[run]
+washout = 10
+train = 200
+test = 100
+block = 100
+[[readouts]]
+kind = "ridge"
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_joining_a_cluster_with_token_authentication(tmp_path):
+    """A head started with RAY_AUTH_MODE=token (docs/cluster.md) takes a run that has the token
+    (RAY_AUTH_TOKEN_PATH) and refuses one that has not."""
+    import secrets
+
+    token = tmp_path / "token"
+    token.write_text(secrets.token_hex(16))
+    port = _free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    base.update(RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
+         "--include-dashboard", "false", "--block"],
+        env={**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token.read_text()}, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    (tmp_path / "p.toml").write_text(TINY)
+    cmd = [sys.executable, "-m", "labbench.cli", "run", "p.toml", "--address", f"127.0.0.1:{port}", "--quiet",
+           "--json", "--store-root", str(tmp_path / "runs")]
+    try:
+        deadline = time.monotonic() + 90
+        while True:   # the head is up once a client with the token gets through
+            ok = subprocess.run(cmd, env={**base, "RAY_AUTH_TOKEN_PATH": str(token)}, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=180)
+            if ok.returncode == 0 or time.monotonic() > deadline or head.poll() is not None:
+                break
+            time.sleep(2)
+        assert ok.returncode == 0, f"with the token: exit {ok.returncode}\n{ok.stdout}\n{ok.stderr[-3000:]}"
+        assert json.loads(ok.stdout)["status"] == "complete"
+        refused = subprocess.run(cmd, env=base, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        assert refused.returncode == 1
+        assert "Failed to connect to Ray cluster" in refused.stderr
+        assert len(list((tmp_path / "runs").iterdir())) == 1      # the refused run made no store
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)     # the head and every Ray process it started (its session)
+        head.communicate()

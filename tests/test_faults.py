@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 import labbench as lb
-from conftest import small_protocol
+from conftest import SLOW_PROTOCOL as SLOW, small_protocol
 from labbench.spec.protocol import from_dict
 
 ESN = {"units": 60, "spectral_radius": 0.9, "input_scaling": 0.1, "seed": 4, "dtype": "float64"}
@@ -90,23 +90,6 @@ def test_resume_refuses_a_device_that_cannot_be_replayed(ray_session, store_root
     (path,) = store_root.iterdir()
     with pytest.raises(lb.StoreError, match="device 'rig' .* is not deterministic"):
         lb.resume(path, progress=False)
-
-
-SLOW = """
-[protocol]
-name = "slow"
-[device]
-driver = "faulty"
-name = "rig"
-params = { fail_at_block = -1, delay_s = 0.2 }
-[task]
-name = "narma"
-[run]
-washout = 50
-train = 4000
-test = 950
-block = 50
-"""
 
 
 def _interrupt_run(proto, root, ready, what: str) -> tuple[int, str, object]:

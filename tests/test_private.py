@@ -19,23 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from conftest import SLOW_PROTOCOL as SLOW
 from labbench.engine.ray_runtime import is_loopback
-
-SLOW = """
-[protocol]
-name = "slow"
-[device]
-driver = "faulty"
-name = "rig"
-params = { fail_at_block = -1, delay_s = 0.2 }
-[task]
-name = "narma"
-[run]
-washout = 50
-train = 4000
-test = 950
-block = 50
-"""
 
 
 def _env() -> dict[str, str]:
