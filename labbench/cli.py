@@ -205,7 +205,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def cmd_emulate(args: argparse.Namespace) -> int:
     """``labbench emulate mea``: the in-silico culture behind the serial protocol on a pty."""
-    import tomllib
+    from .spec.protocol import tomllib
 
     from .drivers.mea.culture import InSilicoCulture
     from .drivers.mea.firmware import emulate

@@ -25,10 +25,15 @@ import datetime as _dt
 import hashlib
 import math
 import os
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 #: what [sign_off] must hold
 SIGN_OFF_KEYS = ("name", "reason", "date")
