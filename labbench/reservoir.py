@@ -52,6 +52,19 @@ class RawStreamSpec:
         The column that says where it happened (neuron, electrode, pixel): the y of a raster.
     n_channels : int, optional
         How many channels there are (default: the device's feature width).
+    shapes : dict of str to tuple of int, optional
+        The shape of one cell of a column whose rows are not single numbers, e.g.
+        ``{"frame": (64, 64)}`` for a camera's 8-bit frames: the column is stored as an
+        array ``(rows, 64, 64)`` chunked along its rows (image-like streams: cameras,
+        event-count maps). Columns not named here hold one number per row.
+    dims : dict of str to tuple of str, optional
+        Dimension names of a shaped column's cell axes (e.g. ``{"frame": ("y", "x")}``);
+        by default ``<column>_0``, ``<column>_1``, ...
+
+    Examples
+    --------
+    >>> RawStreamSpec({"frame": "uint8"}, shapes={"frame": (64, 64)}, dims={"frame": ("y", "x")}).cell_shape("frame")
+    (64, 64)
     """
 
     columns: dict[str, str]
@@ -60,11 +73,31 @@ class RawStreamSpec:
     time_scale: float = 1.0
     channel_column: str | None = None
     n_channels: int | None = None
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    dims: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for col, shape in self.shapes.items():
+            if col not in self.columns:
+                raise ValueError(f"raw stream shape given for {col!r}, which is not one of its columns "
+                                 f"{list(self.columns)}")
+            if not all(isinstance(n, int) and n >= 1 for n in shape):
+                raise ValueError(f"raw stream column {col!r}: cell shape {shape!r} must be positive integers")
+        for col, names in self.dims.items():
+            if len(names) != len(self.shapes.get(col, ())):
+                raise ValueError(f"raw stream column {col!r}: {len(names)} dimension names {names!r} for a cell "
+                                 f"of shape {self.shapes.get(col, ())!r}")
+
+    def cell_shape(self, column: str) -> tuple[int, ...]:
+        """The shape of one row's cell of ``column`` (``()`` for a column of numbers)."""
+        return tuple(self.shapes.get(column, ()))
 
     def to_dict(self) -> dict[str, Any]:
         return {"columns": dict(self.columns), "description": self.description, "time_column": self.time_column,
                 "time_scale": self.time_scale, "channel_column": self.channel_column,
-                "n_channels": self.n_channels}
+                "n_channels": self.n_channels,
+                "shapes": {c: list(s) for c, s in self.shapes.items()},
+                "dims": {c: list(d) for c, d in self.dims.items()}}
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,53 @@ def test_raw_streams_append_with_offsets(tmp_path):
     np.testing.assert_array_equal(g["offsets"][:], [2, 3])
 
 
+def test_image_like_raw_stream_stores_frames_as_cells(tmp_path):
+    """A raw column of (H, W) uint8 cells: stored (rows, H, W) chunked along rows with named
+    dimensions, read back whole up to the last committed block, cut back on reopen, and a
+    block of the wrong cell shape is refused."""
+    from labbench.reservoir import RawStreamSpec, Spec
+
+    H, W = 48, 40
+    frames_spec = RawStreamSpec({"frame": "uint8"}, "camera frames", shapes={"frame": (H, W)},
+                                dims={"frame": ("y", "x")})
+    spec = Spec(n_inputs=2, n_features=5, raw={"frames": frames_spec}).to_dict()
+    path = tmp_path / "r.zarr"
+    store = RunStore(path, "", {"protocol_name": "t"})
+    store.add_device("cam", spec=spec, describe={"driver": "cam"}, n_outputs=1, dtype="float32", chunk_rows=4)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (11, H, W), dtype=np.uint8)
+    for a, n in [(0, 4), (4, 4), (8, 3)]:
+        store.append("cam", **block(a, n), raw={"frames": {"frame": frames[a:a + n]}})
+    arr = zarr.open_group(str(path), mode="r")["cam/raw/frames/frame"]
+    assert arr.shape == (11, H, W) and arr.dtype == np.uint8
+    assert arr.metadata.dimension_names == ("frames_row", "y", "x")
+    assert arr.chunks[1:] == (H, W) and 1 << 20 <= arr.chunks[0] * H * W <= 4 << 20  # whole frames, 1-4 MiB
+    got = RunReader(path).raw("cam", "frames")["frame"]
+    assert got.shape == (11, H, W) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, frames)
+    with pytest.raises(ValueError, match="column 'frame'"):
+        store.append("cam", **block(11, 2), raw={"frames": {"frame": frames[:2, :, :-1]}})
+    # a writer killed between the raw rows and ``committed``: reopening cuts the frames back
+    g = zarr.open_group(str(path), mode="r+")["cam"]
+    g.attrs.update({"committed": 8, "blocks": 2})
+    RunStore.reopen(path)
+    np.testing.assert_array_equal(RunReader(path).raw("cam", "frames")["frame"], frames[:8])
+    assert zarr.open_group(str(path), mode="r")["cam/raw/frames/frame"].shape == (8, H, W)
+
+
+def test_a_frames_block_must_match_the_declared_cell_shape(tmp_path):
+    from labbench.reservoir import RawStreamSpec, Spec
+
+    spec = Spec(n_inputs=2, n_features=5, raw={"frames": RawStreamSpec({"frame": "uint8"},
+                                                                        shapes={"frame": (8, 8)})}).to_dict()
+    store = RunStore(tmp_path / "r.zarr", "", {"protocol_name": "t"})
+    store.add_device("cam", spec=spec, describe={"driver": "cam"}, n_outputs=1, dtype="float32", chunk_rows=4)
+    with pytest.raises(ValueError, match=r"declares \(8, 8\)"):
+        store.append("cam", **block(0, 2), raw={"frames": {"frame": np.zeros((2, 8, 9), np.uint8)}})
+    with pytest.raises(ValueError, match="not one of its columns"):
+        RawStreamSpec({"frame": "uint8"}, shapes={"image": (8, 8)})
+
+
 def _writer(path, n_blocks):
     store = RunStore(path, "", {"protocol_name": "t"})
     store.add_device("esn", spec=SPEC, describe={"driver": "esn"}, n_outputs=1, dtype="float32", chunk_rows=8,

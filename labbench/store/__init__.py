@@ -10,7 +10,8 @@ Layout (see ``docs/design.md`` and ``docs/store.md``)::
         targets   (time, output)
         phase     (time,)     int8: 0 washout, 1 train, 2 test
         sequence  (time,)     int32, only for sequence tasks: sample index, -1 between samples
-        raw/<stream>/<column> (row,) append-only, plus raw/<stream>/offsets (block,)
+        raw/<stream>/<column> (row,) append-only, plus raw/<stream>/offsets (block,);
+                              (row, *cell) for a column of cells (frames: row, y, x)
         readouts/<name>/      written by that readout's trainer (see ``ReadoutWriter``)
           predictions (time, output)
           history/<column> (evaluation,)   the metric history, one row per evaluation

@@ -16,6 +16,9 @@ import zarr
 from ..version import __version__
 from .layout import STATUSES, StoreError, jsonable, now_iso, versions
 
+#: bytes of one chunk of a raw column whose rows are cells (frames): 2 MiB
+RAW_CHUNK_BYTES = 2 << 20
+
 
 class RunStore:
     """The single writer of a run store.
@@ -199,7 +202,7 @@ class _DeviceWriter:
                 offsets.resize((keep_blocks,))
                 for name, arr in cols.items():
                     if name != "offsets" and arr.shape[0] != keep:
-                        arr.resize((keep,))
+                        arr.resize((keep, *arr.shape[1:]))
                 self._raw[stream] = cols
         group.attrs.update({"stream_done": False})
         return self
@@ -233,24 +236,49 @@ class _DeviceWriter:
 
     def _append_raw(self, raw: dict[str, dict[str, np.ndarray]]) -> None:
         for stream, cols in raw.items():
+            cols = {c: np.asarray(v) for c, v in cols.items()}
             if stream not in self._raw:
-                g = self.group.require_group(f"raw/{stream}")
-                self._raw[stream] = {c: g.create_array(c, shape=(0,), chunks=(65536,), dtype=np.asarray(v).dtype,
-                                                       dimension_names=(f"{stream}_row",), compressors=None)
-                                     for c, v in cols.items()}
-                self._raw[stream]["offsets"] = g.create_array("offsets", shape=(0,), chunks=(4096,), dtype="int64",
-                                                              dimension_names=(f"{stream}_block",),
-                                                              compressors=None)
+                self._raw[stream] = self._create_raw(stream, cols)
             arrays = self._raw[stream]
             first = next(iter(cols.values()))
             start = arrays[next(iter(cols))].shape[0]
             for c, v in cols.items():
                 arr = arrays[c]
-                arr.resize((start + len(first),))
-                arr[start:] = np.asarray(v)
+                if v.shape[1:] != arr.shape[1:] or len(v) != len(first):
+                    raise ValueError(f"raw stream {stream!r} column {c!r}: block has shape {v.shape}, expected "
+                                     f"({len(first)}, {', '.join(map(str, arr.shape[1:]))}) rows of cells "
+                                     f"{tuple(arr.shape[1:])}")
+            for c, v in cols.items():
+                arr = arrays[c]
+                arr.resize((start + len(first), *arr.shape[1:]))
+                arr[start:] = v
             off = arrays["offsets"]
             off.resize((off.shape[0] + 1,))
             off[-1] = start + len(first)
+
+    def _create_raw(self, stream: str, cols: dict[str, np.ndarray]) -> dict[str, zarr.Array]:
+        """The arrays of a raw stream, made on its first block. A column whose rows are cells of a
+        shape (frames) is an array ``(rows, *cell)`` chunked along its rows, about
+        :data:`RAW_CHUNK_BYTES` a chunk; its cell shape must be the one the device's spec declares."""
+        declared = ((self.group.attrs.get("spec") or {}).get("raw") or {}).get(stream) or {}
+        shapes, dims = declared.get("shapes") or {}, declared.get("dims") or {}
+        g = self.group.require_group(f"raw/{stream}")
+        out: dict[str, zarr.Array] = {}
+        for c, v in cols.items():
+            cell = tuple(v.shape[1:])
+            if c in shapes and tuple(shapes[c]) != cell:
+                raise ValueError(f"raw stream {stream!r} column {c!r}: cells of shape {cell}, but the device's "
+                                 f"spec declares {tuple(shapes[c])}")
+            if cell:
+                rows = int(np.clip(RAW_CHUNK_BYTES // (int(np.prod(cell)) * v.dtype.itemsize), 1, 65536))
+                names = tuple(dims.get(c) or (f"{c}_{i}" for i in range(len(cell))))
+            else:
+                rows, names = 65536, ()
+            out[c] = g.create_array(c, shape=(0, *cell), chunks=(rows, *cell), dtype=v.dtype,
+                                    dimension_names=(f"{stream}_row", *names), compressors=None)
+        out["offsets"] = g.create_array("offsets", shape=(0,), chunks=(4096,), dtype="int64",
+                                        dimension_names=(f"{stream}_block",), compressors=None)
+        return out
 
     def trim(self) -> None:
         for arr in self.arrays.values():
