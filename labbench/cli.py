@@ -204,9 +204,12 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    """``labbench emulate mea``: the in-silico culture behind the serial protocol on a pty."""
+    """``labbench emulate mea``: the in-silico culture behind the serial protocol on a pty;
+    ``labbench emulate bucket``: the simulated tank behind StandardFirmata and an MJPEG camera."""
     from .spec.protocol import tomllib
 
+    if args.device == "bucket":
+        return _emulate_bucket(args, tomllib)
     from .drivers.mea.culture import InSilicoCulture
     from .drivers.mea.firmware import emulate
     from .drivers.mea.layout import ElectrodeLayout
@@ -222,6 +225,34 @@ def cmd_emulate(args: argparse.Namespace) -> int:
           f"run a protocol with --set device.params.backend=serial --set device.params.url=<the path below>; "
           f"Ctrl-C stops it", file=sys.stderr)
     return emulate(lambda: InSilicoCulture(params, layout=layout))
+
+
+def _emulate_bucket(args: argparse.Namespace, tomllib: Any) -> int:
+    """The simulated tank in real time behind a StandardFirmata pty and an MJPEG camera."""
+    from .drivers.bucket.emulator import emulate
+    from .drivers.bucket.params import BucketSimParams
+    from .drivers.bucket.tank import SimTank
+
+    params: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --set {item!r}: expected KEY=VALUE (a BucketSimParams field, e.g. "
+                             f"camera.model=\"sobel\")")
+        *parents, leaf = key.strip().split(".")
+        node = params
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = tomllib.loads(f"v = {value}")["v"]
+    sim = BucketSimParams(**params)
+    pins = [int(p) for p in args.pins.split(",")]
+    if len(pins) != sim.motors.n_motors:
+        raise SystemExit(f"error: --pins {args.pins}: {len(pins)} pins for {sim.motors.n_motors} motors")
+    print(f"labbench emulate bucket: simulated tank (seed {args.seed}) in real time behind StandardFirmata "
+          f"(motor pins {pins}) and an MJPEG camera on 127.0.0.1; run a protocol with "
+          f"--set device.params.backend=rig --set device.params.rig.port=<the tty below> "
+          f"--set device.params.rig.camera=<the URL below>; Ctrl-C stops it", file=sys.stderr)
+    return emulate(SimTank(sim, seed=args.seed), motor_pins=pins, port=args.port)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -688,12 +719,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "path; the real serial driver then talks to it as to the board.",
                        epilog="Example:\n  labbench emulate mea          # prints e.g. /tmp/labbench-mea-1234\n"
                               "  labbench run protocols/mea_xor.toml --set device.params.backend=serial "
-                              "--set device.params.url=/tmp/labbench-mea-1234",
+                              "--set device.params.url=/tmp/labbench-mea-1234\n"
+                              "  labbench emulate bucket       # prints the tty, then http://127.0.0.1:PORT/stream.mjpg",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("device", choices=["mea"], help="which device (mea: the in-silico culture on an MEA board)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the culture (default 0)")
+    p.add_argument("device", choices=["mea", "bucket"],
+                   help="which device (mea: the in-silico culture on an MEA board; bucket: the simulated tank "
+                        "behind StandardFirmata on a pty and an MJPEG camera on 127.0.0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the culture or tank (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a culture parameter (CultureParams), e.g. --set n_neurons=500 (repeatable; TOML values)")
+                   help="a culture parameter (CultureParams), e.g. --set n_neurons=500, or a bucket one "
+                        "(BucketSimParams), e.g. --set camera.model='\"sobel\"' (repeatable; TOML values)")
+    p.add_argument("--port", type=int, default=0, help="bucket: TCP port of the camera on 127.0.0.1 (default: any)")
+    p.add_argument("--pins", default="3,5,6,9", help="bucket: the Arduino PWM pin of each motor (default 3,5,6,9)")
     p.set_defaults(func=cmd_emulate)
 
     p = sub.add_parser("devices", help="list installed drivers, their back ends and whether each is available")

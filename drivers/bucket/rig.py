@@ -4,7 +4,8 @@ How the ``rig`` back end of the ``bucket`` driver calls it::
 
     from .rig import Rig, RigParams, RigError, CameraDown, MotorsDown
 
-    rig = Rig(RigParams(**params["rig"]), fps=camera.fps, resolution=tuple(camera.resolution))
+    rig = Rig(RigParams(**params["rig"]), fps=camera.fps, resolution=tuple(camera.resolution),
+              max_duty=params["max_duty"], n_motors=motors.n_motors)
     info = rig.open()                 # dict for provenance: board, firmware, camera, pins, ceiling
     out = rig.run(drive)              # drive (T, n_motors) float in [0, 1] -> RigRun
     out.frames                        # (T, H, W) uint8, greyscale, resized to ``resolution``
@@ -318,13 +319,23 @@ class Rig:
         Rows (camera frames) per second.
     resolution : (int, int)
         (H, W) the frames are resized to.
+    max_duty : float, optional
+        A lower duty ceiling than ``params.duty_ceiling`` (the smaller one applies).
+    n_motors : int, optional
+        Checked against ``len(params.motor_pins)``.
     """
 
     realtime = True
 
-    def __init__(self, params: RigParams, *, fps: float, resolution: tuple[int, int]) -> None:
+    def __init__(self, params: RigParams, *, fps: float, resolution: tuple[int, int],
+                 max_duty: float | None = None, n_motors: int | None = None) -> None:
         if fps <= 0:
             raise ValueError(f"rig: fps must be > 0, got {fps}")
+        if n_motors is not None and n_motors != len(params.motor_pins):
+            raise ValueError(f"rig: {n_motors} motors but {len(params.motor_pins)} motor_pins "
+                             f"{params.motor_pins}: give one PWM pin per motor")
+        if max_duty is not None:
+            params = params.model_copy(update={"duty_ceiling": min(params.duty_ceiling, float(max_duty))})
         self.params = params
         self.dt = 1.0 / float(fps)
         self.frame_shape = (int(resolution[0]), int(resolution[1]))
