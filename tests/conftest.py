@@ -32,7 +32,9 @@ def ray_session():
 
     if not ray.is_initialized():
         # the test-only drivers in tests/ must be importable by the actors' worker processes
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2,
+        # address="local": always a Ray of our own, never a cluster some `ray start` left its
+        # address for in /tmp/ray/ray_current_cluster
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2,
                  _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}})
     yield ray

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -165,15 +167,20 @@ def test_joining_a_cluster_with_token_authentication(tmp_path):
     (RAY_AUTH_TOKEN_PATH) and refuses one that has not."""
     import secrets
 
+    marker = Path("/tmp/ray/ray_current_cluster")
+    before = marker.read_text() if marker.exists() else None
     token = tmp_path / "token"
     token.write_text(secrets.token_hex(16))
     port = _free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     base.update(RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     ray_cli = str(Path(sys.executable).with_name("ray"))
+    # a temp dir of its own: `ray start` leaves its address in <temp dir>/ray_current_cluster, which
+    # a later plain ray.init() on this machine would try to join (short: Ray's socket paths must fit)
+    temp_dir = tempfile.mkdtemp(prefix="lbray", dir="/tmp")
     head = subprocess.Popen(
         [ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
-         "--include-dashboard", "false", "--block"],
+         "--include-dashboard", "false", "--temp-dir", temp_dir, "--block"],
         env={**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token.read_text()}, cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     (tmp_path / "p.toml").write_text(TINY)
@@ -196,3 +203,6 @@ def test_joining_a_cluster_with_token_authentication(tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGKILL)     # the head and every Ray process it started (its session)
         head.communicate()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    # the machine's own Ray address file is as it was
+    assert (marker.read_text() if marker.exists() else None) == before
