@@ -29,6 +29,7 @@ SMALL = {
     "digits": {"present": 3, "rest": 0},  # rest rows have NaN targets by design (tests/test_live.py)
     "spoken_digits": {"n_speakers": 3, "n_test_speakers": 1, "repeats": 1, "rest": 0},
     "xor": {"delay": 1, "hold": 2},
+    "pattern_xor": {"hold": 4, "settle": 1},
     "spontaneous": {"channels": 2},
     "rate_clamp": {"target": 0.5},          # closed-loop: inputs come from a policy (tests/test_policy_loop.py)
     "feedback": {},
@@ -55,7 +56,7 @@ def _lorenz_raw(data: TaskData) -> np.ndarray:
 
 def test_registry_names_match_classes():
     assert set(TASKS) == {"mackey_glass", "narma", "lorenz", "memory_capacity", "digits", "spoken_digits", "xor",
-                          "spontaneous", "rate_clamp", "feedback"}
+                          "pattern_xor", "spontaneous", "rate_clamp", "feedback"}
     for name, cls in TASKS.items():
         assert issubclass(cls, Task)
         assert get_task(name, **SMALL[name]).name == name

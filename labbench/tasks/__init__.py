@@ -18,6 +18,7 @@ from labbench.tasks.lorenz import Lorenz
 from labbench.tasks.mackey_glass import MackeyGlass
 from labbench.tasks.memory_capacity import MemoryCapacity
 from labbench.tasks.narma import Narma
+from labbench.tasks.pattern_xor import PatternXor
 from labbench.tasks.rate_clamp import RateClamp
 from labbench.tasks.spontaneous import Spontaneous
 from labbench.tasks.spoken_digits import SpokenDigits
@@ -33,6 +34,7 @@ __all__ = [
     "MackeyGlass",
     "MemoryCapacity",
     "Narma",
+    "PatternXor",
     "RateClamp",
     "Spontaneous",
     "SpokenDigits",
@@ -51,13 +53,14 @@ TASKS: dict[str, type[Task]] = {
     "digits": Digits,
     "spoken_digits": SpokenDigits,
     "xor": TemporalXor,
+    "pattern_xor": PatternXor,
     "spontaneous": Spontaneous,
     "rate_clamp": RateClamp,
     "feedback": FeedbackTraining,
 }
 
 TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits, SpokenDigits, TemporalXor,
-                           Spontaneous, RateClamp, FeedbackTraining],
+                           PatternXor, Spontaneous, RateClamp, FeedbackTraining],
                      Field(discriminator="name")]
 """Any registered task, chosen by its ``name`` key (for protocol models)."""
 
