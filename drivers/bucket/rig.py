@@ -208,6 +208,7 @@ def _firmata_board_class() -> type:
     class FirmataBoard(pyfirmata2.Board):
         def __init__(self, port: str, layout: dict, *, baudrate: int, wait_s: float) -> None:
             self._command_handlers = {}               # pyfirmata2 shares a class-level dict
+            self.analog, self.digital = [], []        # so that exit() (also from __del__) works if the open fails
             self.samplerThread = Iterator(self)
             self.sp = serial.serial_for_url(port, baudrate=baudrate, timeout=0.2, write_timeout=1.0)
             time.sleep(wait_s)
@@ -447,6 +448,7 @@ class Rig:
         info = {"rows": T, "frames_used": used, "frames_dropped": int(no_frame.sum()),
                 "frames_extra": max(in_block - used, 0), "frames_undecodable": self._camera.n_failed,
                 "frames_received": self._camera.n_frames, "motor_gap_rows": int(np.count_nonzero(motor_gap[:T])),
+                "motor_gaps": _spans(motor_gap[:T], dt),
                 "reconnects": self._motors.reconnects, "duty_clipped": n_clipped,
                 "latency_mean_s": float(ok.mean()) if ok.size else float("nan"),
                 "latency_p95_s": float(np.percentile(ok, 95)) if ok.size else float("nan"),
