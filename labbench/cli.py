@@ -209,7 +209,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     from .spec.protocol import tomllib
 
     if args.device == "bucket":
-        return _emulate_bucket(args, tomllib)
+        return _emulate_bucket(args)
+
     from .drivers.mea.culture import InSilicoCulture
     from .drivers.mea.firmware import emulate
     from .drivers.mea.layout import ElectrodeLayout
@@ -227,23 +228,25 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return emulate(lambda: InSilicoCulture(params, layout=layout))
 
 
-def _emulate_bucket(args: argparse.Namespace, tomllib: Any) -> int:
+def _emulate_bucket(args: argparse.Namespace) -> int:
     """The simulated tank in real time behind a StandardFirmata pty and an MJPEG camera."""
     from .drivers.bucket.emulator import emulate
     from .drivers.bucket.params import BucketSimParams
     from .drivers.bucket.tank import SimTank
 
+    from .spec.protocol import parse_override
+
     params: dict[str, Any] = {}
     for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
+        if "=" not in item:
             raise SystemExit(f"error: --set {item!r}: expected KEY=VALUE (a BucketSimParams field, e.g. "
-                             f"camera.model=\"sobel\")")
-        *parents, leaf = key.strip().split(".")
+                             f"camera.model=sobel)")
+        key, value = parse_override(item)
+        *parents, leaf = key.split(".")
         node = params
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = tomllib.loads(f"v = {value}")["v"]
+        node[leaf] = value
     sim = BucketSimParams(**params)
     pins = [int(p) for p in args.pins.split(",")]
     if len(pins) != sim.motors.n_motors:
@@ -728,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the culture or tank (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a culture parameter (CultureParams), e.g. --set n_neurons=500, or a bucket one "
-                        "(BucketSimParams), e.g. --set camera.model='\"sobel\"' (repeatable; TOML values)")
+                        "(BucketSimParams), e.g. --set camera.model=sobel (repeatable; TOML values)")
     p.add_argument("--port", type=int, default=0, help="bucket: TCP port of the camera on 127.0.0.1 (default: any)")
     p.add_argument("--pins", default="3,5,6,9", help="bucket: the Arduino PWM pin of each motor (default 3,5,6,9)")
     p.set_defaults(func=cmd_emulate)
