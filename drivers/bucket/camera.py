@@ -23,6 +23,7 @@ separates XOR's classes (``docs/bucket.md``). Three models:
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from .params import CameraParams
@@ -42,6 +43,8 @@ def _area_matrix(n_out: int, n_in: int) -> np.ndarray:
 
 def _resample(fields: np.ndarray, ry: np.ndarray, rx: np.ndarray) -> np.ndarray:
     """Area-average (..., ny, nx) fields to (..., H, W) with the row/column weight matrices."""
+    if ry.shape[0] == ry.shape[1] and rx.shape[0] == rx.shape[1]:
+        return fields
     return np.matmul(np.matmul(ry, fields), rx.T)
 
 
@@ -91,6 +94,28 @@ def sobel_magnitude(frames: np.ndarray) -> np.ndarray:
     return np.hypot(gx, gy) / 8.0
 
 
+@numba.njit(cache=True, nogil=True)
+def _screen_exposure(heights, inv_dx2, gain, brightness):
+    """Exposure mean of I0 max(1 - gain lap(h), 0) over axis 1 of (T, n_exp, ny, nx), walls reflecting."""
+    n_t, n_e, ny, nx = heights.shape
+    out = np.zeros((n_t, ny, nx))
+    scale = brightness / n_e
+    for t in range(n_t):
+        for e in range(n_e):
+            h = heights[t, e]
+            for i in range(ny):
+                up = i - 1 if i > 0 else 0
+                dn = i + 1 if i + 1 < ny else ny - 1
+                for j in range(nx):
+                    lf = j - 1 if j > 0 else 0
+                    rt = j + 1 if j + 1 < nx else nx - 1
+                    lap = (h[up, j] + h[dn, j] + h[i, lf] + h[i, rt] - 4.0 * h[i, j]) * inv_dx2
+                    v = 1.0 - gain * lap
+                    if v > 0.0:
+                        out[t, i, j] += scale * v
+    return out
+
+
 class Camera:
     """Renders frames from the height fields sampled during each exposure.
 
@@ -124,8 +149,8 @@ class Camera:
         p = self.params
         if p.model == "linear":
             return heights.mean(axis=1)
-        screen = p.brightness * np.maximum(1.0 - p.optical_gain * laplacian(heights, self.dx), 0.0)
-        return screen.mean(axis=1)
+        return _screen_exposure(np.ascontiguousarray(heights, dtype=np.float64), 1.0 / self.dx**2,
+                                p.optical_gain, p.brightness)
 
     def render(self, heights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Frames (T, H, W) uint8 from the heights sampled in each exposure, (T, n_exp, ny, nx)."""

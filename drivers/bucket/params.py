@@ -30,8 +30,9 @@ class TankParams(BaseModel):
     surface_tension: float = Field(0.072, ge=0, description="sigma (N/m); spectral solver only")
     viscosity: float = Field(1.0e-6, ge=0, description="kinematic viscosity nu (m^2/s): a mode's amplitude "
                              "decays faster by 2 nu k^2 (Lamb 1932 §348); spectral solver only")
-    damping: float = Field(2.0, ge=0, description="gamma_0 (1/s): the amplitude of a mode decays as "
-                           "exp(-gamma_0 t / 2), its energy as exp(-gamma_0 t)")
+    damping: float = Field(5.0, ge=0, description="gamma_0 (1/s): the amplitude of a mode decays as "
+                           "exp(-gamma_0 t / 2), its energy as exp(-gamma_0 t) (bottom friction, walls, "
+                           "contact line of a shallow tank; 5: waves fade within ~0.5 s)")
     nonlinearity: float = Field(0.0, ge=0, le=1, description="kappa: wave speed^2 = g H (1 + kappa h / H); "
                                 "fd solver only")
     sponge_m: float = Field(0.0, ge=0, description="width of an absorbing layer along the walls (m); "
@@ -58,7 +59,7 @@ class MotorParams(BaseModel):
     positions_m: list[list[float]] | None = Field(None, description="[x, y] of each motor (m); default: the "
                                                   "mid-points of the walls (left, right, bottom, top, ...)")
     footprint_m: float = Field(0.01, gt=0, description="standard deviation of the Gaussian footprint (m)")
-    gain: float = Field(4.0, ge=0, description="peak forcing (vertical acceleration of the surface, m/s^2) "
+    gain: float = Field(8.0, ge=0, description="peak forcing (vertical acceleration of the surface, m/s^2) "
                         "at duty 1")
     frequency_hz: float = Field(8.0, gt=0, description="vibration frequency of a motor (Hz)")
     amplitude_jitter: float = Field(0.1, ge=0, description="relative std of a motor's amplitude, drawn each "
@@ -88,12 +89,12 @@ class CameraParams(BaseModel):
     fps: float = Field(25.0, gt=0, le=1000, description="frames per second (one row of a run per frame)")
     exposure_s: float | None = Field(None, gt=0, description="exposure per frame (s); default the whole frame "
                                      "period 1 / fps")
-    optical_gain: float = Field(0.1, ge=0, description="(n - 1) D (m): water's refractive index minus one times "
-                                "the distance from the surface to the screen")
+    optical_gain: float = Field(0.33, ge=0, description="(n - 1) D (m): water's refractive index minus one (0.33) times "
+                                "the distance from the surface to the screen (default 1 m)")
     brightness: float = Field(128.0, gt=0, description="I0: the screen's brightness over still water (DN)")
     saturation: float = Field(255.0, gt=0, description="sensor saturation (DN): DN = sat tanh(E / sat), then "
                               "clipped to 0..255")
-    linear_range_m: float = Field(0.002, gt=0, description="linear model: the height mapped to +-127 DN (m)")
+    linear_range_m: float = Field(0.005, gt=0, description="linear model: the height mapped to +-127 DN (m)")
     sobel_gain: float = Field(4.0, gt=0, description="sobel model: DN per DN/pixel of gradient")
     shot_noise: float = Field(0.25, ge=0, description="shot-noise variance per DN (DN): std = sqrt(shot_noise DN)")
     read_noise: float = Field(1.0, ge=0, description="read noise std (DN)")
