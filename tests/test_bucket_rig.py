@@ -22,11 +22,15 @@ pytest.importorskip("pyfirmata2", reason="the rig needs pyfirmata2 (pip install 
 pytest.importorskip("cv2", reason="the rig needs opencv-python-headless (pip install 'labbench[bucket]')")
 serial = pytest.importorskip("serial", reason="pyserial is needed to talk to the pty")
 
-from labbench.drivers.bucket.camera_server import MJPEGServer  # noqa: E402
-from labbench.drivers.bucket.emulator import BucketEmulator  # noqa: E402
-from labbench.drivers.bucket.firmata_emulator import (UNO_PWM, FirmataEmulator, capability_response,  # noqa: E402
-                                                      firmware_report)
-from labbench.drivers.bucket.rig import CameraDown, MotorsDown, Rig, RigParams  # noqa: E402
+from labbench.drivers.bucket.camera_server import MJPEGServer
+from labbench.drivers.bucket.emulator import BucketEmulator
+from labbench.drivers.bucket.firmata_emulator import (
+    UNO_PWM,
+    FirmataEmulator,
+    capability_response,
+    firmware_report,
+)
+from labbench.drivers.bucket.rig import CameraDown, MotorsDown, Rig, RigParams
 
 PINS = [3, 5, 6, 9]
 
@@ -46,8 +50,8 @@ class StepTank:
 
 
 def _rig(emu: BucketEmulator, **kw) -> Rig:
-    p = dict(port=emu.tty, camera=emu.url, motor_pins=PINS, setup_wait_s=0.05, frame_timeout_s=1.0,
-             reconnect_timeout_s=2.0)
+    p = {"port": emu.tty, "camera": emu.url, "motor_pins": PINS, "setup_wait_s": 0.05, "frame_timeout_s": 1.0,
+         "camera_open_timeout_s": 1.0, "reconnect_timeout_s": 2.0}
     p.update(kw)
     return Rig(RigParams(**p), fps=25, resolution=(32, 32))
 
@@ -318,3 +322,36 @@ def test_labbench_emulate_bucket_prints_the_tty_and_the_url():
             proc.wait()
     assert proc.returncode == 0
     assert not os.path.exists(tty)                                   # the link is removed on Ctrl-C
+
+
+def test_ctrl_c_during_a_run_stops_the_motors():
+    import _thread
+
+    with BucketEmulator(StepTank(), motor_pins=PINS) as emu:
+        rig = _rig(emu)
+        try:
+            rig.open()
+            threading.Timer(0.5, _thread.interrupt_main).start()
+            with pytest.raises(KeyboardInterrupt):
+                rig.run(np.full((100, 4), 0.7))
+            assert _duties(emu, [0.0] * 4) == [0.0] * 4
+            assert rig.motor_state.startswith("stopped")
+        finally:
+            rig.close()
+
+
+def test_a_video_file_plays_at_the_frame_rate(tmp_path):
+    import cv2
+
+    path = tmp_path / "water.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (40, 30), False)
+    for k in range(60):
+        writer.write(np.full((30, 40), 4 * k, np.uint8))
+    writer.release()
+    with BucketEmulator(StepTank(), motor_pins=PINS) as emu:
+        with Rig(RigParams(port=emu.tty, camera=str(path), setup_wait_s=0.05), fps=25, resolution=(32, 32)) as rig:
+            out = rig.run(np.zeros((25, 4)))
+    assert out.frames.shape == (25, 32, 32)
+    level = out.frames[:, 16, 16].astype(int)
+    assert out.info["frames_used"] >= 15, out.info                 # one file frame per row, not all at once
+    assert np.all(np.diff(level[~np.isnan(out.t_frame)]) >= 0) and level.max() - level.min() >= 40

@@ -101,11 +101,11 @@ class MJPEGServer:
                 self._thread.join(timeout=5.0)
             self._httpd = None
 
-    def __enter__(self) -> "MJPEGServer":
+    def __enter__(self) -> MJPEGServer:
         self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- frames and faults --------------------------------------------------------------------
@@ -153,7 +153,7 @@ def _handler(server: MJPEGServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, fmt: str, *args: Any) -> None:     # quiet: no stderr per request
             log.debug("mjpeg-server: " + fmt, *args)
 
-        def do_GET(self) -> None:                                 # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             if self.path.split("?")[0] != server.path:
                 self.send_error(404, f"the stream is at {server.path}")
                 return

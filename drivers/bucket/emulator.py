@@ -65,7 +65,7 @@ class BucketEmulator:
         """The URL the rig opens as its camera."""
         return self.camera.url
 
-    def start(self) -> "BucketEmulator":
+    def start(self) -> BucketEmulator:
         self.firmata.start()
         self.camera.start()
         self._stop.clear()
@@ -81,10 +81,10 @@ class BucketEmulator:
         self.camera.close()
         self.firmata.close()
 
-    def __enter__(self) -> "BucketEmulator":
+    def __enter__(self) -> BucketEmulator:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _clock(self) -> None:

@@ -41,6 +41,7 @@ How the ``rig`` back end of the ``bucket`` driver calls it::
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -62,7 +63,7 @@ class CameraDown(RigError, ConnectionError):
 
     ``partial`` holds the rows recorded before (a :class:`RigRun`, or None)."""
 
-    def __init__(self, message: str, partial: "RigRun | None" = None) -> None:
+    def __init__(self, message: str, partial: RigRun | None = None) -> None:
         super().__init__(message)
         self.partial = partial
 
@@ -73,7 +74,7 @@ class MotorsDown(RigError, ConnectionError):
     ``motor_state`` describes what the motors are known to do; ``partial`` holds the rows
     recorded before (a :class:`RigRun`, or None)."""
 
-    def __init__(self, message: str, motor_state: str, partial: "RigRun | None" = None) -> None:
+    def __init__(self, message: str, motor_state: str, partial: RigRun | None = None) -> None:
         super().__init__(f"{message}; motors: {motor_state}")
         self.motor_state = motor_state
         self.partial = partial
@@ -216,7 +217,7 @@ def _firmata_board_class() -> type:
             self._layout = layout
             self.setup_layout(layout)
 
-        def _Board__pass_time(self, t: float) -> None:     # noqa: N802 (pyfirmata2's private name)
+        def _Board__pass_time(self, t: float) -> None:
             time.sleep(t)
 
         def handshake(self, timeout_s: float) -> None:
@@ -243,9 +244,11 @@ def _firmata_board_class() -> type:
 class _Camera:
     """A cv2.VideoCapture read by a thread; frames timestamped on arrival."""
 
-    def __init__(self, p: RigParams, resolution: tuple[int, int]) -> None:
+    def __init__(self, p: RigParams, resolution: tuple[int, int], dt: float) -> None:
         self.p = p
         self.resolution = resolution
+        # a video file is read as fast as it decodes: play it at the frame rate instead
+        self.pace_s = dt if isinstance(p.camera, str) and os.path.isfile(p.camera) else 0.0
         self.cap: Any = None
         self.frames: deque[tuple[float, np.ndarray]] = deque(maxlen=4096)
         self.lock = threading.Lock()
@@ -256,7 +259,7 @@ class _Camera:
         self.source_shape: tuple[int, ...] | None = None
         self.backend = ""
 
-    def open(self) -> None:
+    def _capture(self) -> Any:
         import cv2
 
         src = self.p.camera
@@ -264,8 +267,13 @@ class _Camera:
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.p.frame_timeout_s * 1000)]
         cap = cv2.VideoCapture(src, cv2.CAP_ANY, params)
         if not cap.isOpened():
+            cap.release()
             raise CameraDown(f"camera {src!r}: cv2.VideoCapture could not open it")
-        self.cap, self.backend = cap, cap.getBackendName()
+        return cap
+
+    def open(self) -> None:
+        self.cap = self._capture()
+        self.backend = self.cap.getBackendName()
         self.last_arrival = time.monotonic()
         self.stop_ev.clear()
         self.thread = threading.Thread(target=self._read, name="bucket-rig-camera", daemon=True)
@@ -275,13 +283,25 @@ class _Camera:
         import cv2
 
         h, w = self.resolution
+        failing_since: float | None = None
+        next_t = time.monotonic()
         while not self.stop_ev.is_set():
             ok, img = self.cap.read()
             now = time.monotonic()
             if not ok or img is None:
                 self.n_failed += 1            # undecodable frame, or a stalled/ended stream
+                failing_since = failing_since or now
+                if now - failing_since > self.p.frame_timeout_s / 2:
+                    self._reopen()            # a camera that restarted comes back; else CameraDown in run()
+                    failing_since = None
                 self.stop_ev.wait(0.01)
                 continue
+            failing_since = None
+            if self.pace_s:
+                next_t = max(next_t + self.pace_s, now - self.pace_s)
+                if self.stop_ev.wait(max(next_t - now, 0.0)):
+                    break
+                now = time.monotonic()
             self.source_shape = img.shape
             if img.ndim == 3:
                 img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
@@ -291,6 +311,19 @@ class _Camera:
                 self.frames.append((now, np.ascontiguousarray(img, dtype=np.uint8)))
                 self.last_arrival = now
                 self.n_frames += 1
+
+    def _reopen(self) -> None:
+        try:
+            cap = self._capture()
+        except CameraDown:
+            self.stop_ev.wait(0.2)
+            return
+        if self.stop_ev.is_set():             # close() came while it was opening
+            cap.release()
+            return
+        self.cap.release()
+        self.cap = cap
+        self.n_reopened += 1
 
     def take(self, t_from: float) -> list[tuple[float, np.ndarray]]:
         """Frames that arrived at or after ``t_from``, oldest first (older ones are dropped)."""
@@ -302,7 +335,7 @@ class _Camera:
     def close(self) -> None:
         self.stop_ev.set()
         if self.thread is not None:
-            self.thread.join(timeout=self.p.frame_timeout_s + 2.0)
+            self.thread.join(timeout=self.p.frame_timeout_s + self.p.camera_open_timeout_s + 1.0)
             self.thread = None
         if self.cap is not None:
             self.cap.release()
@@ -341,7 +374,7 @@ class Rig:
         self.dt = 1.0 / float(fps)
         self.frame_shape = (int(resolution[0]), int(resolution[1]))
         self._motors = _Motors(params)
-        self._camera = _Camera(params, self.frame_shape)
+        self._camera = _Camera(params, self.frame_shape, self.dt)
         self._last_frame = np.zeros(self.frame_shape, np.uint8)
         self.motor_state = "not connected"
         self.is_open = False
@@ -447,7 +480,8 @@ class Rig:
         in_block = int(np.count_nonzero(times < t0 + (T + 1) * dt + lat)) if len(times) else 0
         info = {"rows": T, "frames_used": used, "frames_dropped": int(no_frame.sum()),
                 "frames_extra": max(in_block - used, 0), "frames_undecodable": self._camera.n_failed,
-                "frames_received": self._camera.n_frames, "motor_gap_rows": int(np.count_nonzero(motor_gap[:T])),
+                "frames_received": self._camera.n_frames,
+                "camera_reopened": self._camera.n_reopened, "motor_gap_rows": int(np.count_nonzero(motor_gap[:T])),
                 "motor_gaps": _spans(motor_gap[:T], dt),
                 "reconnects": self._motors.reconnects, "duty_clipped": n_clipped,
                 "latency_mean_s": float(ok.mean()) if ok.size else float("nan"),
@@ -469,9 +503,9 @@ class Rig:
             self._camera.close()
             self.is_open = False
 
-    def __enter__(self) -> "Rig":
+    def __enter__(self) -> Rig:
         self.open()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
