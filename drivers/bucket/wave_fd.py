@@ -9,7 +9,8 @@ with reflecting walls (dh/dn = 0, no flux through a wall) and an optional absorb
 shallow-water nonlinearity (the local depth H + h sets the local speed); 0 by default.
 
 Discretisation: cell-centred grid, conservative flux form (the face coefficient is the mean
-of its two cells), so the total volume sum(h) dx^2 changes only through F; leapfrog in
+of its two cells), so the total volume sum(h) dx^2 changes only through F (and through a
+sponge, whose non-uniform damping is not volume-neutral); leapfrog in
 time with the damping term centred, as in Hughes, Williamson, Minkov & Fan, "Wave physics
 as an analog recurrent neural network", Sci. Adv. 5, eaay6946 (2019) (the ``wavetorch``
 update):
