@@ -104,9 +104,11 @@ def test_screen_kernel_matches_the_shadowgraph_formula():
 
 
 def test_exposure_averages_the_last_substeps():
-    short = CameraParams(exposure_s=0.01)
-    assert Camera(short, (8, 8), 0.01).exposure_substeps(8) == 2
-    assert Camera(CameraParams(), (8, 8), 0.01).exposure_substeps(8) == 8
+    short = Camera(CameraParams(exposure_s=0.01), (8, 8), 0.01)
+    assert short.exposure_samples(8).tolist() == [6, 7]
+    full = Camera(CameraParams(), (8, 8), 0.01)
+    assert full.exposure_samples(8).tolist() == list(range(8))
+    assert full.exposure_samples(16).tolist() == list(range(1, 16, 2))     # at most 8 samples
     with pytest.raises(ValueError, match="exposure"):
         CameraParams(exposure_s=0.1)
 

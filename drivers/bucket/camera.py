@@ -23,10 +23,15 @@ separates XOR's classes (``docs/bucket.md``). Three models:
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
 from .params import CameraParams
+
+#: the exposure integral is sampled at most this often per frame (every sub-step when fewer)
+MAX_EXPOSURE_SAMPLES = 8
 
 
 def _area_matrix(n_out: int, n_in: int) -> np.ndarray:
@@ -116,6 +121,26 @@ def _screen_exposure(heights, inv_dx2, gain, brightness):
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _sensor(signal, noise, linear, scale, offset, saturation, shot, read2):
+    """8-bit frames from the exposure signal: the sensor response (linear: offset + scale x;
+    else saturation tanh(x / saturation)), noise of variance shot DN + read^2 (``noise`` holds
+    standard normal draws, or is empty for none), rounding and clipping to 0..255."""
+    out = np.empty(signal.shape, dtype=np.uint8)
+    flat_in = signal.ravel()
+    flat_out = out.ravel()
+    noisy = noise.size > 0
+    flat_noise = noise.ravel()
+    for k in range(flat_in.size):
+        x = flat_in[k]
+        dn = offset + scale * x if linear else saturation * math.tanh(x / saturation)
+        if noisy:
+            dn += math.sqrt(shot * min(max(dn, 0.0), 255.0) + read2) * flat_noise[k]
+        dn = min(max(round(dn), 0.0), 255.0)
+        flat_out[k] = np.uint8(dn)
+    return out
+
+
 class Camera:
     """Renders frames from the height fields sampled during each exposure.
 
@@ -136,9 +161,13 @@ class Camera:
         self._ry = _area_matrix(self.frame_shape[0], grid[0])
         self._rx = _area_matrix(self.frame_shape[1], grid[1])
 
-    def exposure_substeps(self, n_sub: int) -> int:
-        """How many of a frame's last sub-steps fall within the exposure (at least one)."""
-        return min(n_sub, max(1, round(self.params.exposure * self.params.fps * n_sub)))
+    def exposure_samples(self, n_sub: int) -> np.ndarray:
+        """Which of a frame's ``n_sub`` sub-steps the exposure samples: those in its last
+        ``exposure`` seconds (at least one), at most :data:`MAX_EXPOSURE_SAMPLES` of them,
+        evenly strided back from the frame's end."""
+        n_exp = min(n_sub, max(1, round(self.params.exposure * self.params.fps * n_sub)))
+        stride = -(-n_exp // MAX_EXPOSURE_SAMPLES)
+        return np.arange(n_sub - 1, n_sub - 1 - n_exp, -stride)[::-1]
 
     def irradiance(self, heights: np.ndarray) -> np.ndarray:
         """The exposure-averaged signal per frame on the solver's grid.
@@ -155,15 +184,10 @@ class Camera:
     def render(self, heights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Frames (T, H, W) uint8 from the heights sampled in each exposure, (T, n_exp, ny, nx)."""
         p = self.params
-        e = _resample(self.irradiance(heights), self._ry, self._rx)
-        if p.model == "linear":
-            dn = 128.0 + 127.0 * e / p.linear_range_m
-        else:
-            dn = p.saturation * np.tanh(e / p.saturation)
-        if p.shot_noise > 0 or p.read_noise > 0:
-            std = np.sqrt(p.shot_noise * np.clip(dn, 0.0, 255.0) + p.read_noise**2)
-            dn = dn + std * rng.standard_normal(dn.shape)
-        frames = np.clip(np.rint(dn), 0, 255)
+        e = np.ascontiguousarray(_resample(self.irradiance(heights), self._ry, self._rx))
+        noise = (rng.standard_normal(e.shape) if p.shot_noise > 0 or p.read_noise > 0 else np.zeros(0))
+        frames = _sensor(e, noise, p.model == "linear", 127.0 / p.linear_range_m, 128.0, p.saturation,
+                         p.shot_noise, p.read_noise**2)
         if p.model == "sobel":
-            frames = np.clip(np.rint(p.sobel_gain * sobel_magnitude(frames)), 0, 255)
-        return frames.astype(np.uint8)
+            frames = np.clip(np.rint(p.sobel_gain * sobel_magnitude(frames)), 0, 255).astype(np.uint8)
+        return frames

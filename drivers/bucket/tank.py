@@ -48,11 +48,10 @@ class SimTank:
             self.substeps = max(4, math.ceil(self.dt * _SUBSTEPS_PER_PERIOD * params.motors.frequency_hz))
             self.solver = SpectralSolver(tank, self.dt / self.substeps)
         self.motors = Motors(params.motors, self.solver.x, self.solver.y, tank.width_m, tank.length_m)
-        self._modal_footprints = (self.solver.project(self.motors.footprints)
-                                  if isinstance(self.solver, SpectralSolver) else None)
+        self._footprints = self.solver.prepare(self.motors.footprints)
         self.camera = Camera(cam, (self.solver.ny, self.solver.nx), self.solver.dx)
         self.frame_shape: tuple[int, int] = self.camera.frame_shape
-        self._n_exp = self.camera.exposure_substeps(self.substeps)
+        self._samples = self.camera.exposure_samples(self.substeps)
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self.reset(self.seed)
 
@@ -95,16 +94,15 @@ class SimTank:
         n_rows = drive.shape[0]
         out = np.empty((n_rows, *self.frame_shape), dtype=np.uint8)
         ny, nx = self.solver.ny, self.solver.nx
-        chunk = max(1, _CHUNK_VALUES // (self.substeps * ny * nx))
+        chunk = max(1, _CHUNK_VALUES // (len(self._samples) * ny * nx))
         dt_sub = self.dt / self.substeps
         for r0 in range(0, n_rows, chunk):
             rows = drive[r0:r0 + chunk]
             amps = self.motors.amplitudes(rows, self._frames_done * self.dt, self.substeps, dt_sub)
-            if self._modal_footprints is not None:
-                heights = self.solver.advance_modal(amps, self._modal_footprints)
-            else:
-                heights = self.solver.advance(amps, self.motors.footprints)
-            heights = heights.reshape(len(rows), self.substeps, ny, nx)[:, self.substeps - self._n_exp:]
+            keep = np.zeros((len(rows), self.substeps), dtype=bool)
+            keep[:, self._samples] = True
+            heights = self.solver.advance(amps, self._footprints, keep.ravel())
+            heights = heights.reshape(len(rows), len(self._samples), ny, nx)
             out[r0:r0 + len(rows)] = self.camera.render(heights, self._noise_rng)
             self._frames_done += len(rows)
         return out
@@ -121,7 +119,7 @@ class SimTank:
     def describe(self) -> dict:
         """Solver (grid, integrator step, Courant number), sub-steps per frame, camera and seed."""
         d = self.solver.describe()
-        d.update({"substeps_per_frame": self.substeps, "exposure_substeps": self._n_exp, "frame_dt_s": self.dt,
+        d.update({"substeps_per_frame": self.substeps, "exposure_samples": len(self._samples), "frame_dt_s": self.dt,
                   "frame_shape": list(self.frame_shape), "camera": self.params.camera.model, "seed": self.seed,
                   "motor_positions_m": self.motors.positions.tolist()})
         return d

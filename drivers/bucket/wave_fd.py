@@ -60,38 +60,87 @@ def check_cfl(c: float, dt: float, dx: float) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _leapfrog(h, h_prev, out, amps, footprints, c2, g_minus, g_plus_inv, dt2_over_dx2, dt2, kappa_over_h):
-    """Advance ``amps.shape[0]`` sub-steps; ``out[s]`` receives h after sub-step s.
+def _leapfrog(h, h_prev, out, keep_index, amps, patches, boxes, offsets, c2, g_minus, g_plus_inv, dt2_over_dx2, dt2,
+              kappa_over_h):
+    """Advance ``amps.shape[0]`` sub-steps; ``out[keep_index[s]]`` receives h after sub-step s
+    when ``keep_index[s] >= 0``.
 
-    ``amps`` (S, M): forcing amplitude of each motor per sub-step; ``footprints`` (M, ny, nx);
-    ``g_minus`` = 1 - gamma dt / 2 and ``g_plus_inv`` = 1 / (1 + gamma dt / 2) per cell.
+    The forcing of motor m is ``amps[s, m]`` times its footprint: ``patches[m]`` inside the
+    box ``boxes[m] = (i0, i1, j0, j1)`` minus the constant ``offsets[m]`` everywhere (the
+    footprint's mean). ``g_minus`` = 1 - gamma dt / 2 and ``g_plus_inv`` = 1 / (1 + gamma dt / 2)
+    per cell. Reflecting walls: a neighbour beyond a wall is the cell itself (zero flux).
     """
     n_sub, n_m = amps.shape
     ny, nx = h.shape
+    force = np.empty_like(h)
     nxt = np.empty_like(h)
     for s in range(n_sub):
+        const = 0.0
+        for m in range(n_m):
+            const -= amps[s, m] * offsets[m]
+        force[:, :] = const
+        for m in range(n_m):
+            a = amps[s, m]
+            if a != 0.0:
+                i0, i1, j0, j1 = boxes[m, 0], boxes[m, 1], boxes[m, 2], boxes[m, 3]
+                for i in range(i0, i1):
+                    for j in range(j0, j1):
+                        force[i, j] += a * patches[m, i - i0, j - j0]
         for i in range(ny):
-            for j in range(nx):
-                hc = h[i, j]
-                acc = 0.0
-                if j + 1 < nx:
-                    acc += (1.0 + kappa_over_h * 0.5 * (hc + h[i, j + 1])) * (h[i, j + 1] - hc)
-                if j > 0:
-                    acc -= (1.0 + kappa_over_h * 0.5 * (hc + h[i, j - 1])) * (hc - h[i, j - 1])
-                if i + 1 < ny:
-                    acc += (1.0 + kappa_over_h * 0.5 * (hc + h[i + 1, j])) * (h[i + 1, j] - hc)
-                if i > 0:
-                    acc -= (1.0 + kappa_over_h * 0.5 * (hc + h[i - 1, j])) * (hc - h[i - 1, j])
-                f = 0.0
-                for m in range(n_m):
-                    f += amps[s, m] * footprints[m, i, j]
-                nxt[i, j] = (2.0 * hc - g_minus[i, j] * h_prev[i, j] + c2 * dt2_over_dx2 * acc
-                             + dt2 * f) * g_plus_inv[i, j]
-        for i in range(ny):
-            for j in range(nx):
-                h_prev[i, j] = h[i, j]
-                h[i, j] = nxt[i, j]
-                out[s, i, j] = nxt[i, j]
+            up = i - 1 if i > 0 else 0
+            dn = i + 1 if i + 1 < ny else ny - 1
+            if kappa_over_h == 0.0:
+                for j in range(1, nx - 1):          # interior columns: no branches, vectorisable
+                    acc = h[i, j + 1] + h[i, j - 1] + h[up, j] + h[dn, j] - 4.0 * h[i, j]
+                    nxt[i, j] = (2.0 * h[i, j] - g_minus[i, j] * h_prev[i, j] + c2 * dt2_over_dx2 * acc
+                                 + dt2 * force[i, j]) * g_plus_inv[i, j]
+                for j in (0, nx - 1):
+                    lf = j - 1 if j > 0 else 0
+                    rt = j + 1 if j + 1 < nx else nx - 1
+                    acc = h[i, rt] + h[i, lf] + h[up, j] + h[dn, j] - 4.0 * h[i, j]
+                    nxt[i, j] = (2.0 * h[i, j] - g_minus[i, j] * h_prev[i, j] + c2 * dt2_over_dx2 * acc
+                                 + dt2 * force[i, j]) * g_plus_inv[i, j]
+            else:
+                k2 = 0.5 * kappa_over_h
+                for j in range(nx):
+                    lf = j - 1 if j > 0 else 0
+                    rt = j + 1 if j + 1 < nx else nx - 1
+                    hc = h[i, j]
+                    acc = ((1.0 + k2 * (hc + h[i, rt])) * (h[i, rt] - hc)
+                           - (1.0 + k2 * (hc + h[i, lf])) * (hc - h[i, lf])
+                           + (1.0 + k2 * (hc + h[dn, j])) * (h[dn, j] - hc)
+                           - (1.0 + k2 * (hc + h[up, j])) * (hc - h[up, j]))
+                    nxt[i, j] = (2.0 * hc - g_minus[i, j] * h_prev[i, j] + c2 * dt2_over_dx2 * acc
+                                 + dt2 * force[i, j]) * g_plus_inv[i, j]
+        h_prev[:, :] = h
+        h[:, :] = nxt
+        k = keep_index[s]
+        if k >= 0:
+            out[k] = nxt
+
+
+def footprint_patches(footprints: np.ndarray, rel_tol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split zero-mean footprints (M, ny, nx) into local patches, their boxes and the constant offsets.
+
+    Each footprint is ``patch`` inside ``box = (i0, i1, j0, j1)`` minus ``offset`` everywhere;
+    outside the box the footprint before the offset is below ``rel_tol`` times its peak.
+    """
+    n_m = footprints.shape[0]
+    offsets = -footprints.min(axis=(1, 2)) if n_m else np.zeros(0)
+    raw = footprints + offsets[:, None, None]
+    boxes = np.zeros((n_m, 4), dtype=np.int64)
+    for m in range(n_m):
+        rows, cols = np.nonzero(raw[m] > rel_tol * max(raw[m].max(), 1e-300))
+        if rows.size == 0:
+            continue
+        boxes[m] = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    bh = int(max((boxes[:, 1] - boxes[:, 0]).max(initial=0), 1))
+    bw = int(max((boxes[:, 3] - boxes[:, 2]).max(initial=0), 1))
+    patches = np.zeros((n_m, bh, bw))
+    for m in range(n_m):
+        i0, i1, j0, j1 = boxes[m]
+        patches[m, : i1 - i0, : j1 - j0] = raw[m, i0:i1, j0:j1]
+    return patches, boxes, offsets
 
 
 class FDSolver:
@@ -150,7 +199,11 @@ class FDSolver:
         self.h[:] = h
         self.h_prev[:] = h if h_prev is None else h_prev
 
-    def advance(self, amps: np.ndarray, footprints: np.ndarray) -> np.ndarray:
+    def prepare(self, footprints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The motors' footprints (M, ny, nx) in the form :meth:`advance` uses (local patches)."""
+        return footprint_patches(np.asarray(footprints, dtype=np.float64))
+
+    def advance(self, amps: np.ndarray, footprints: np.ndarray | tuple, keep: np.ndarray | None = None) -> np.ndarray:
         """Advance ``len(amps)`` sub-steps.
 
         Parameters
@@ -158,16 +211,21 @@ class FDSolver:
         amps
             (S, M) forcing amplitude of each motor at each sub-step (m/s^2).
         footprints
-            (M, ny, nx) spatial shape of each motor's forcing.
+            (M, ny, nx) spatial shape of each motor's forcing, or :meth:`prepare`'s result.
+        keep
+            (S,) bool: the sub-steps whose heights are returned (default all).
 
         Returns
         -------
         numpy.ndarray
-            (S, ny, nx) the height after each sub-step (m).
+            (K, ny, nx) the height after each kept sub-step (m).
         """
         amps = np.ascontiguousarray(amps, dtype=np.float64)
-        out = np.empty((amps.shape[0], self.ny, self.nx))
-        _leapfrog(self.h, self.h_prev, out, amps, np.ascontiguousarray(footprints, dtype=np.float64),
+        patches, boxes, offsets = footprints if isinstance(footprints, tuple) else self.prepare(footprints)
+        keep = np.ones(amps.shape[0], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+        keep_index = np.where(keep, np.cumsum(keep) - 1, -1).astype(np.int64)
+        out = np.empty((int(keep.sum()), self.ny, self.nx))
+        _leapfrog(self.h, self.h_prev, out, keep_index, amps, patches, boxes, offsets,
                   self.c**2, self._g_minus, self._g_plus_inv, self.dt**2 / self.dx**2, self.dt**2,
                   self.tank.nonlinearity / self.tank.depth_m)
         return out

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import scipy.fft
 
@@ -49,6 +50,29 @@ def decay_rate(k: np.ndarray, tank: TankParams) -> np.ndarray:
     Its amplitude decays at gamma(k) / 2 = gamma_0 / 2 + 2 nu k^2 (Lamb 1932, §348).
     """
     return tank.damping + 4.0 * tank.viscosity * np.asarray(k, dtype=np.float64) ** 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _propagate(a, v, out, keep_index, amps, modal_fp, aa, av, va, vv, inv_w2):
+    """Advance every mode ``amps.shape[0]`` sub-steps with the exact damped-oscillator propagator,
+    the forcing ``sum_m amps[s, m] modal_fp[m]`` held over each; ``out[keep_index[s]]`` receives
+    the modal amplitudes after sub-step s when ``keep_index[s] >= 0``."""
+    n_sub, n_m = amps.shape
+    ny, nx = a.shape
+    for s in range(n_sub):
+        k = keep_index[s]
+        for i in range(ny):
+            for j in range(nx):
+                f = 0.0
+                for m in range(n_m):
+                    f += amps[s, m] * modal_fp[m, i, j]
+                ap = f * inv_w2[i, j]
+                d = a[i, j] - ap
+                vij = v[i, j]
+                a[i, j] = aa[i, j] * d + av[i, j] * vij + ap
+                v[i, j] = va[i, j] * d + vv[i, j] * vij
+                if k >= 0:
+                    out[k, i, j] = a[i, j]
 
 
 class SpectralSolver:
@@ -112,38 +136,34 @@ class SpectralSolver:
         """Modal coefficients of grid fields (..., ny, nx) (orthonormal DCT-II)."""
         return scipy.fft.dctn(fields, type=2, norm="ortho", axes=(-2, -1))
 
-    def advance(self, amps: np.ndarray, footprints: np.ndarray) -> np.ndarray:
-        """Advance ``len(amps)`` sub-steps; forcing ``amps @ footprints`` held over each.
+    def prepare(self, footprints: np.ndarray) -> tuple[np.ndarray]:
+        """The motors' footprints (M, ny, nx) in the form :meth:`advance` uses (projected on the modes)."""
+        return (np.ascontiguousarray(self.project(np.asarray(footprints, dtype=np.float64))),)
+
+    def advance(self, amps: np.ndarray, footprints: np.ndarray | tuple, keep: np.ndarray | None = None) -> np.ndarray:
+        """Advance ``len(amps)`` sub-steps, the forcing ``amps @ footprints`` held over each.
 
         Parameters
         ----------
         amps
             (S, M) forcing amplitude of each motor per sub-step (m/s^2).
         footprints
-            (M, ny, nx) the motors' footprints (:meth:`advance_modal` takes them projected).
+            (M, ny, nx) the motors' footprints, or :meth:`prepare`'s result.
+        keep
+            (S,) bool: the sub-steps whose heights are returned (default all).
 
         Returns
         -------
         numpy.ndarray
-            (S, ny, nx) the height after each sub-step (m).
+            (K, ny, nx) the height after each kept sub-step (m).
         """
-        return self.advance_modal(amps, self.project(footprints))
-
-    def advance_modal(self, amps: np.ndarray, modal_footprints: np.ndarray) -> np.ndarray:
-        """:meth:`advance` with the footprints already projected onto the modes."""
-        amps = np.asarray(amps, dtype=np.float64)
-        n_sub = amps.shape[0]
-        modal = np.empty((n_sub, self.ny, self.nx))
-        forcing = np.tensordot(amps, modal_footprints, axes=(1, 0)) if amps.shape[1] else np.zeros_like(modal)
-        a, v = self.a, self.v
-        for s in range(n_sub):
-            ap = forcing[s] * self._inv_w2
-            d = a - ap
-            a_new = self._aa * d + self._av * v + ap
-            v = self._va * d + self._vv * v
-            a = a_new
-            modal[s] = a
-        self.a[:], self.v[:] = a, v
+        amps = np.ascontiguousarray(amps, dtype=np.float64)
+        (modal_fp,) = footprints if isinstance(footprints, tuple) else self.prepare(footprints)
+        keep = np.ones(amps.shape[0], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+        keep_index = np.where(keep, np.cumsum(keep) - 1, -1).astype(np.int64)
+        modal = np.empty((int(keep.sum()), self.ny, self.nx))
+        _propagate(self.a, self.v, modal, keep_index, amps, modal_fp, self._aa, self._av, self._va, self._vv,
+                   self._inv_w2)
         return scipy.fft.idctn(modal, type=2, norm="ortho", axes=(1, 2))
 
     @property
