@@ -145,7 +145,7 @@ class Bucket(Reservoir):
         ph, pw = p.camera.pool
         H, W = p.camera.resolution
         ratio = min(p.tank.width_m, p.tank.length_m) / max(p.tank.width_m, p.tank.length_m)
-        cells = p.tank.grid * max(1, int(round(p.tank.grid * ratio)))
+        cells = p.tank.grid * max(1, round(p.tank.grid * ratio))
         return int(ph * pw), int(16 * 8 * cells + 8 * H * W)
 
     def _make_backend(self) -> Any:

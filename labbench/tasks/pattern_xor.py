@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from labbench.metrics import nrmse
 from labbench.tasks.base import Task, TaskData
 
-__all__ = ["PatternXor", "XOR_CONDITIONS"]
+__all__ = ["XOR_CONDITIONS", "PatternXor"]
 
 #: the four conditions (a, b), in the order of a trial's condition index
 XOR_CONDITIONS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.int64)
@@ -82,7 +82,7 @@ class PatternXor(Task):
         u = np.repeat(bits.astype(np.float64) * self.level, self.hold, axis=0)[:n]
         y = np.repeat(target, self.hold)[:n, None]
         return TaskData(inputs=u, targets=y, meta={"hold": self.hold, "settle": self.settle,
-                                                   "n_trials": int(len(cond)),
+                                                   "n_trials": len(cond),
                                                    "conditions": cond.tolist()})
 
     def check_layout(self, washout: int, train: int, test: int) -> list[str]:

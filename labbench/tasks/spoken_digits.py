@@ -34,7 +34,7 @@ from labbench.tasks.espeak import make_speakers, utterances
 from labbench.tasks.filterbank import log_mel, trim_silence
 from labbench.tasks.sequences import SequenceClassification
 
-__all__ = ["SpokenDigits", "WORDS"]
+__all__ = ["WORDS", "SpokenDigits"]
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -110,10 +110,9 @@ class SpokenDigits(SequenceClassification):
         if self.n_test_speakers >= self.n_speakers:
             raise ValueError(f"n_test_speakers = {self.n_test_speakers} leaves no training speaker "
                              f"(n_speakers = {self.n_speakers})")
-        if self.digits is not None:
-            if len(self.digits) < 2 or len(set(self.digits)) != len(self.digits) or \
-                    not all(0 <= d < len(WORDS) for d in self.digits):
-                raise ValueError(f"digits {self.digits}: at least two different digits from 0..9")
+        if self.digits is not None and (len(self.digits) < 2 or len(set(self.digits)) != len(self.digits)
+                                        or not all(0 <= d < len(WORDS) for d in self.digits)):
+            raise ValueError(f"digits {self.digits}: at least two different digits from 0..9")
         return self
 
     @property
