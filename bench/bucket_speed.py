@@ -25,18 +25,17 @@ import os
 for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
-
-from labbench.drivers.bucket.camera import pool_frames  # noqa: E402
-from labbench.drivers.bucket.params import BucketSimParams  # noqa: E402
-from labbench.drivers.bucket.tank import SimTank  # noqa: E402
+import numpy as np
+from labbench.drivers.bucket.camera import pool_frames
+from labbench.drivers.bucket.params import BucketSimParams
+from labbench.drivers.bucket.tank import SimTank
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_JSON = ROOT / "bench" / "results" / "bucket_speed.json"
@@ -49,7 +48,7 @@ def speed(solver: str, grid: int, model: str, seconds: float, repeats: int) -> d
     tank = SimTank(params, seed=0)
     fps = params.camera.fps
     rng = np.random.default_rng(0)
-    n_blocks = int(round(seconds))
+    n_blocks = round(seconds)
     drive = np.repeat(rng.integers(0, 2, (n_blocks, 4)).astype(float), int(fps), axis=0)
     tank.step(drive[: int(fps)])                    # compile, warm up
     walls, cpus = [], []

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from labbench.drivers.bucket.camera import Camera, laplacian, pool_frames, sobel_magnitude
+from labbench.drivers.bucket.camera import (
+    Camera,
+    laplacian,
+    pool_frames,
+    sobel_magnitude,
+)
 from labbench.drivers.bucket.params import BucketSimParams, CameraParams
 from labbench.drivers.bucket.tank import SimTank
 

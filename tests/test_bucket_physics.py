@@ -7,12 +7,11 @@ import math
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
-
 from labbench.drivers.bucket.params import BucketSimParams, TankParams
 from labbench.drivers.bucket.tank import SimTank
 from labbench.drivers.bucket.wave_fd import CFL_LIMIT, FDSolver
 from labbench.drivers.bucket.wave_spectral import SpectralSolver
+from pydantic import ValidationError
 
 NO_FORCING = np.zeros((0, 1, 1))
 
@@ -155,7 +154,7 @@ def test_spectral_refuses_what_it_cannot_model():
 
 def test_solvers_agree_on_long_waves():
     """A long gravity wave (kH << 1, no capillarity) travels alike in both solvers."""
-    base = dict(damping=0.5, viscosity=0.0, surface_tension=0.0, grid=64, depth_m=0.005)
+    base = {"damping": 0.5, "viscosity": 0.0, "surface_tension": 0.0, "grid": 64, "depth_m": 0.005}
     fd_tank, sp_tank = TankParams(**base), TankParams(solver="spectral", **base)
     fd = FDSolver(fd_tank, FDSolver.auto_dt(fd_tank, 0.04)[0])
     sp = SpectralSolver(sp_tank, fd.dt)

@@ -39,7 +39,7 @@ class TankParams(BaseModel):
                             "0 = reflecting walls; fd solver only")
 
     @model_validator(mode="after")
-    def _solver_supports(self) -> "TankParams":
+    def _solver_supports(self) -> TankParams:
         if self.solver == "spectral" and self.nonlinearity != 0:
             raise ValueError("the spectral solver is linear: nonlinearity (kappa) must be 0 (use solver='fd')")
         if self.solver == "spectral" and self.sponge_m != 0:
@@ -68,7 +68,7 @@ class MotorParams(BaseModel):
                                 "drawn each time a motor switches on (pi: any phase)")
 
     @model_validator(mode="after")
-    def _positions(self) -> "MotorParams":
+    def _positions(self) -> MotorParams:
         if self.positions_m is not None:
             if len(self.positions_m) != self.n_motors:
                 raise ValueError(f"positions_m has {len(self.positions_m)} entries for {self.n_motors} motors")
@@ -102,7 +102,7 @@ class CameraParams(BaseModel):
                             "area-averaged to this size")
 
     @model_validator(mode="after")
-    def _sizes(self) -> "CameraParams":
+    def _sizes(self) -> CameraParams:
         if min(self.resolution) < 1 or min(self.pool) < 1:
             raise ValueError("resolution and pool must be positive")
         if self.pool[0] > self.resolution[0] or self.pool[1] > self.resolution[1]:
