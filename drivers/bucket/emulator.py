@@ -8,7 +8,8 @@ two emulators the rig's real code talks to:
 - an :class:`~.camera_server.MJPEGServer` on ``http://127.0.0.1:PORT/stream.mjpg``:
   each frame the tank's camera records.
 
-A clock thread calls ``tank.step`` once per frame period (``tank.dt``) on the wall clock,
+A clock thread calls ``tank.step`` once per frame period (``tank.dt``, divided by ``speed``,
+1 by default) on the wall clock,
 with the duty the pins had at the start of the period, and publishes the frame at the end of
 it, as a camera delivers a frame once its exposure is over. A clock that falls behind (a busy
 machine) skips periods rather than bursting, as a real camera drops frames.
@@ -41,10 +42,18 @@ class BucketEmulator:
         TCP port of the camera (0: any free port).
     link : str, optional
         Where the pty's stable link goes (default: a temporary directory).
+    quality : int
+        JPEG quality of the camera.
+    speed : float
+        Simulated seconds per wall-clock second (1: real time). A test may run the tank
+        faster, a rig then pacing at ``speed`` times the tank's frame rate.
     """
 
     def __init__(self, tank: Any, *, motor_pins: list[int] = (3, 5, 6, 9), port: int = 0,
-                 link: str | None = None, quality: int = 90) -> None:
+                 link: str | None = None, quality: int = 90, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError(f"bucket emulator: speed must be > 0, got {speed}")
+        self.speed = float(speed)
         self.tank = tank
         self.motor_pins = list(motor_pins)
         self.firmata = FirmataEmulator(link=link)
@@ -88,7 +97,7 @@ class BucketEmulator:
         self.close()
 
     def _clock(self) -> None:
-        dt = float(self.tank.dt)
+        dt = float(self.tank.dt) / self.speed
         t_next = time.monotonic()
         while not self._stop.is_set():
             duty = np.asarray(self.firmata.duty_of(self.motor_pins), dtype=float)

@@ -32,7 +32,9 @@ How the ``rig`` back end of the ``bucket`` driver calls it::
 - **Timing** (``realtime``): row ``k`` starts at ``t_k = t_0 + k / fps`` on the wall clock;
   its duty is written at ``t_k``; its frame is the first frame to arrive in
   ``[t_k + dt + latency_s, t_k + 2 dt + latency_s)``, i.e. the frame period after the duty
-  was set (``latency_s`` is the camera pipeline's fixed delay, from calibration). A row
+  was set (``latency_s`` is the camera pipeline's fixed delay, from calibration). ``t_0``
+  is locked to the camera's frame clock (the arrival phase of the last frames), so that the
+  duty changes half a period after an exposure began and each frame arrives mid-window. A row
   without such a frame is a gap: it repeats the previous frame (black for the first) and its
   span is listed in ``gaps``. ``info["latency_s"]`` is each row's arrival time minus
   ``t_k + dt``.
@@ -415,7 +417,7 @@ class Rig:
         T = len(drive)
         t_set = np.full(T, np.nan)
         motor_gap = np.zeros(T, bool)
-        t0 = time.monotonic() + 0.005
+        t0 = self._start_time()
         self._camera.take(t0)                       # frames from before the block are stale
         try:
             for k in range(T):
@@ -449,6 +451,22 @@ class Rig:
         except BaseException:
             self.motor_state = self._motors.stop()
             raise
+
+    def _start_time(self) -> float:
+        """When row 0 starts: locked to the camera's frame clock so that each duty is written
+        half a frame period after an exposure began (estimated from the last frames' arrival
+        phase, minus ``latency_s``). Its frame then arrives mid-window, and arrival jitter
+        up to +-dt/2 does not move it to a neighbouring row."""
+        dt = self.dt
+        now = time.monotonic() + 0.005
+        recent = np.array([a for a, _ in self._camera.take(now - 1.0)][-25:])
+        if len(recent) < 8:                         # just opened (the first frames come in a burst)
+            return now
+        z = np.exp(2j * np.pi * (recent % dt) / dt).mean()
+        if abs(z) < 0.8:                            # no stable phase (a camera at another rate)
+            return now
+        phase = (np.angle(z) / (2 * np.pi) * dt) % dt
+        return now + ((phase - self.params.latency_s + dt / 2 - now) % dt)
 
     def _check_camera(self, t0: float, k: int, t_set: np.ndarray) -> None:
         silent = time.monotonic() - self._camera.last_arrival
