@@ -121,3 +121,25 @@ def test_camera_resolution_differs_from_the_grid():
     tank = SimTank(BucketSimParams(tank={"grid": 48}, camera={"resolution": [32, 40]}), seed=0)
     frames = tank.step(np.ones((5, 4)))
     assert frames.shape == (5, 32, 40)
+
+
+def _xor_accuracy(model: str, n_trials: int = 120, hold: int = 25, last: int = 5) -> float:
+    """Fernando & Sojakka's XOR on SimTank alone: 2 motors, bits held 1 s, a logistic readout
+    on the 16 x 16 pooled frames (last 5 of each trial), trained on the first half of the
+    trials, accuracy per frame on the second half."""
+    from sklearn.linear_model import LogisticRegression
+
+    bits = np.random.default_rng(2).integers(0, 2, (n_trials, 2))
+    tank = SimTank(BucketSimParams(motors={"n_motors": 2}, camera={"model": model}), seed=2)
+    frames = tank.step(np.repeat(bits.astype(float), hold, axis=0))
+    x = pool_frames(frames, (16, 16)).reshape(n_trials, hold, -1)[:, -last:].reshape(n_trials * last, -1)
+    y = np.repeat(bits[:, 0] ^ bits[:, 1], last)
+    half = n_trials // 2 * last
+    clf = LogisticRegression(max_iter=3000).fit(x[:half], y[:half])
+    return float((clf.predict(x[half:]) == y[half:]).mean())
+
+
+def test_xor_is_learnable_through_the_nonlinear_cameras_only():
+    assert _xor_accuracy("sobel") >= 0.95
+    assert _xor_accuracy("shadowgraph") >= 0.85
+    assert _xor_accuracy("linear") <= 0.65               # superposition: chance
