@@ -27,11 +27,12 @@ def test_spoken_zero_one_in_the_bucket(ray_session, store_root):
     run = lb.run(load(PROTOCOLS / "bucket_speech.toml"), store_root=store_root, progress=False)
     assert run.status == "complete", run.error
     reader = lb.open_run(run.store)
-    bucket, identity = run.metrics["bucket/linear"]["accuracy"], run.metrics["identity/linear"]["accuracy"]
+    bucket = run.metrics["bucket/linear"]["accuracy"]
     frames = {d: _frame_accuracy(reader, d) for d in ("bucket", "esn", "lsm", "identity")}
     print("utterance accuracy:", {d: round(run.metrics[f"{d}/linear"]["accuracy"], 3) for d in frames},
           "frame accuracy:", {d: round(v, 3) for d, v in frames.items()})
-    assert run.metrics["bucket/linear"]["n_test"] == 60          # 10 held-out speakers x 2 words x 3
+    for device in frames:                                         # 10 held-out speakers x 2 words x 3
+        assert run.metrics[f"{device}/linear"]["n_test"] == 60
     assert bucket >= 0.90
     # the issue also asks for >= 10 points over the band envelopes; measured in docs/bucket.md:
     # the same readout on the 4 envelopes already separates "zero" from "one" (identity ~ 1.0)
