@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ..transport.serving import serve_until_interrupted
 from .camera_server import MJPEGServer
 from .firmata_emulator import FirmataEmulator
 
@@ -122,12 +123,4 @@ def emulate(tank: Any, *, motor_pins: list[int], port: int = 0, out: TextIO | No
     emu = BucketEmulator(tank, motor_pins=motor_pins, port=port).start()
     print(emu.tty, file=stream, flush=True)
     print(emu.url, file=stream, flush=True)
-    stop = stop or threading.Event()
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emu.close()
-    return 0
+    return serve_until_interrupted(emu.close, stop)

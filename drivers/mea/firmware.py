@@ -39,6 +39,7 @@ import numpy as np
 
 from ..transport.framing import FLAG_FROM_DEVICE, Frame, FrameParser, encode_frame
 from ..transport.pty import PtyEmulator
+from ..transport.serving import serve_until_interrupted
 from .backend import MEABackend
 from .layout import ElectrodeLayout
 from .serial_codec import (ACK, CONFIGURE, CONFIGURE_FLAG_SAMPLES, ERROR, HEARTBEAT, HELLO, NACK, NO_WINDOW,
@@ -506,12 +507,4 @@ def emulate(backend_factory: Callable[[], MEABackend], *, out: TextIO | None = N
     fw = start_emulator(backend_factory(), **kwargs)
     stream = out or sys.stdout
     print(fw.path, file=stream, flush=True)
-    stop = stop or threading.Event()
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fw.close()
-    return 0
+    return serve_until_interrupted(fw.close, stop)
