@@ -8,6 +8,7 @@ downsampling, so a frame costs about the same at row 1,000 and row 1,000,000.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,10 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from ..spec.policy import TIMING_COLUMNS
-from .source import DeviceFollower, SpikeBuffer
+from .source import DeviceFollower, Frame, ImageStream, SpikeBuffer
+
+#: reads the image of a stream (``stream/column``) at a time: :meth:`~.source.StoreFollower.frame_at`
+FrameReader = Callable[[str, float], Frame | None]
 
 #: colours of the readouts' predictions, in order (Okabe-Ito, readable by colour-blind people)
 READOUT_COLOURS = ["#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442"]
@@ -348,6 +352,112 @@ class LatencyPanel(Panel):
         return self.points.xData is not None and len(self.points.xData) > 0
 
 
+class MotorPanel(Panel):
+    """The duty each motor was driven with, as a raster: motor x time (the bucket's inputs as
+    its motors receive them, see :class:`~.source.MotorMap`)."""
+
+    name = "motors"
+
+    def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
+        super().__init__(plot)
+        n = dev.motors.n_motors
+        plot.setTitle(f"motor duty ({n} motors)")
+        plot.setLabel("bottom", *_time_label(dev))
+        plot.setLabel("left", "motor")
+        plot.getAxis("left").setTicks([[(i + 0.5, str(i)) for i in range(n)]])
+        self.image = pg.ImageItem(axisOrder="row-major")
+        plot.addItem(self.image)
+        self.levels = (0.0, max(dev.motors.ceiling, 1e-9))
+        self.bar: pg.ColorBarItem | None = None
+        self.n = n
+
+    def update(self, dev: DeviceFollower, view: View) -> None:
+        lo, hi = view.range(dev.end_time)
+        x, data = dev.duty.between(lo, hi)
+        if len(x) == 0:
+            return
+        if self.bar is None:
+            self.bar = pg.ColorBarItem(values=self.levels, colorMap=pg.colormap.get("CET-L1").reverse(),
+                                       width=12, interactive=False, label="duty (0-1)")
+            self.bar.setImageItem(self.image)
+            self.layout.addItem(self.bar, row=self.row, col=1)
+        width_px = max(int(self.plot.vb.width()), 200)
+        if len(x) > 2 * width_px:     # no more image columns than the plot has pixels
+            k = len(x) // width_px
+            m = (len(x) // k) * k
+            x = x[:m].reshape(-1, k).mean(axis=1)
+            data = data[:m].reshape(-1, k, data.shape[1]).mean(axis=1)
+        self.image.setImage(np.ascontiguousarray(data.T), autoLevels=False, levels=self.levels)
+        width = (x[-1] - x[0]) + (x[1] - x[0] if len(x) > 1 else dev.dt)
+        self.image.setRect(QtCore.QRectF(float(x[0]), 0.0, float(width), float(self.n)))
+        self.plot.setXRange(lo, hi, padding=0)
+        self.plot.setYRange(0, self.n, padding=0)
+
+    def has_data(self) -> bool:
+        return self.image.image is not None
+
+
+class CameraPanel(Panel):
+    """The frame of an image-like raw stream (a camera) at the right edge of the linked time
+    axis: the latest committed frame while following; once following is paused, zooming or
+    panning the time axis plays the run back (the frame at the view's right edge). Greyscale,
+    aspect locked, axes in pixels, a colour bar in DN."""
+
+    name = "camera"
+
+    def __init__(self, plot: pg.PlotItem, dev: DeviceFollower, im: ImageStream, frames: FrameReader,
+                 time_plot: pg.PlotItem) -> None:
+        super().__init__(plot)
+        self.stream = im
+        self.frames = frames
+        self.time_unit = dev.time_unit
+        self.frame: Frame | None = None
+        h, w = im.shape
+        plot.setTitle(f"{im.stream}: camera frame")
+        plot.setLabel("bottom", f"{im.dims[1]} (pixel)")
+        plot.setLabel("left", f"{im.dims[0]} (pixel)")
+        plot.setAspectLocked(True)
+        plot.invertY(True)            # row 0 of the image at the top, as the camera sees it
+        self.image = pg.ImageItem(axisOrder="row-major")
+        plot.addItem(self.image)
+        plot.setMouseEnabled(x=False, y=False)   # auto-ranged: the image stays centred in the panel
+        self.levels = (0.0, 255.0) if im.dtype == "uint8" else None
+        self.bar: pg.ColorBarItem | None = None
+        self._title = ""
+        self._time_plot = time_plot
+        time_plot.sigXRangeChanged.connect(self._range_changed)
+
+    def _range_changed(self, *_args: Any) -> None:
+        self.show_at(self._time_plot.vb.viewRange()[0][1])
+
+    def show_at(self, t: float) -> None:
+        """Show the frame at time ``t`` (the latest one at or past the end of the run)."""
+        frame = self.frames(self.stream.key, t)
+        if frame is None or frame is self.frame:
+            return
+        self.frame = frame
+        levels = self.levels or (float(frame.image.min()), float(frame.image.max()) or 1.0)
+        self.image.setImage(frame.image, autoLevels=False, levels=levels)
+        h, w = self.stream.shape    # one pixel per unit (after setImage: the rect scales the image's size)
+        self.image.setRect(QtCore.QRectF(0.0, 0.0, float(w), float(h)))
+        if self.bar is None:
+            unit = "DN" if self.stream.dtype == "uint8" else "value"
+            self.bar = pg.ColorBarItem(values=levels, colorMap=pg.colormap.get("CET-L1"), width=12,
+                                       interactive=False, label=unit)
+            self.bar.setImageItem(self.image)
+            self.layout.addItem(self.bar, row=self.row, col=1)
+        title = f"{self.stream.stream}: camera frame {frame.index} at t = {frame.time:.2f} {self.time_unit}"
+        if title != self._title:
+            self.plot.setTitle(title)
+            self._title = title
+
+    def update(self, dev: DeviceFollower, view: View) -> None:
+        self.show_at(view.range(dev.end_time)[1])
+
+    def has_data(self) -> bool:
+        return self.image.image is not None
+
+
 class MetricsPanel(Panel):
     """Each readout's metric history as it is written: prequential and test values
     against the number of training rows (a learning curve)."""
@@ -393,8 +503,13 @@ class MetricsPanel(Panel):
         return any(c.xData is not None and len(c.xData) for c in self.curves.values())
 
 
-def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower, *, readouts: bool = True) -> dict[str, Panel]:
-    """The panels that what ``dev`` holds calls for, stacked in ``layout``, time axes linked."""
+def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower, *, readouts: bool = True,
+                 frames: FrameReader | None = None) -> dict[str, Panel]:
+    """The panels that what ``dev`` holds calls for, stacked in ``layout``, time axes linked.
+
+    ``frames`` reads one image of an image-like raw stream at a time; without it there is
+    no camera panel.
+    """
     panels: dict[str, Panel] = {}
     row = 0
 
@@ -419,12 +534,19 @@ def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower, *, readouts: bo
     if dev.closed_loop:
         for cls in (LoopPanel, LatencyPanel):
             add(cls).plot.setXLink(signals.plot)
+    if dev.duty is not None:
+        add(MotorPanel).plot.setXLink(signals.plot)
     # one time axis, under the lowest of the linked panels: the others' would repeat it (and
     # every axis costs a text redraw per frame)
     linked = [p for key, p in panels.items()
-              if key.split(":")[0] in ("signals", "features", "raster", "rate", "loop", "latency")]
+              if key.split(":")[0] in ("signals", "features", "raster", "rate", "loop", "latency", "motors")]
     for panel in linked[:-1]:
         panel.plot.hideAxis("bottom")
+    if frames is not None:
+        for key, im in dev.images.items():
+            camera = add(CameraPanel, im, frames, signals.plot,
+                         key="camera" if len(dev.images) == 1 else f"camera:{key}")
+            layout.layout.setRowStretchFactor(camera.row, 3)   # an image needs height
     if readouts:                     # a run with `readouts = []` (a recording, a closed loop) has no metrics
         add(MetricsPanel)
     # axes are redrawn (text and all) only when their range changes; otherwise Qt paints a

@@ -12,7 +12,12 @@ attribute, and appends them to bounded, display-ready buffers:
 - spike (or any event) streams that name their time and channel columns
   (:class:`~labbench.reservoir.RawStreamSpec`): recent events for the raster, a channel
   subset of every event for the whole-run raster, and the population rate per row;
-- each readout's metric history, re-read when its ``evaluations`` attribute moves.
+- each readout's metric history, re-read when its ``evaluations`` attribute moves;
+- image-like raw streams (a column whose cells are 2-D, e.g. a camera's frames): nothing is
+  buffered; :meth:`StoreFollower.frame_at` reads the one frame shown, up to the committed
+  blocks (:class:`ImageStream`);
+- motor drives (a driver whose ``describe`` maps inputs to motors, e.g. the bucket): the duty
+  each motor was given per row, from the stored inputs (:class:`MotorMap`).
 
 The reader opens the store read-only and never takes a lock, so it cannot slow or block
 the writer beyond the disk reads it makes. A poll reads at most ``max_rows_per_poll``
@@ -259,6 +264,75 @@ class SpikeBuffer:
             self.all_t, self.all_ch = self.all_t[sub], self.all_ch[sub]
 
 
+@dataclass(frozen=True)
+class ImageStream:
+    """A raw stream column whose cells are 2-D images (a camera's frames), from its
+    :class:`~labbench.reservoir.RawStreamSpec` (``shapes``, ``dims``)."""
+
+    stream: str
+    column: str
+    shape: tuple[int, int]           # (rows, columns) of one image, pixels
+    dims: tuple[str, str] = ("y", "x")
+    dtype: str = "uint8"
+
+    @property
+    def key(self) -> str:
+        return f"{self.stream}/{self.column}"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image of an :class:`ImageStream`: its index in the stream, the time of its row and
+    the pixels (a copy, as stored)."""
+
+    index: int
+    time: float
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class MotorMap:
+    """How a device's inputs drive its motors (from its ``describe``: ``motor_of_input``,
+    ``duty_ceiling``, ``params.motors.n_motors``, ``params.max_duty``): the duty of motor
+    ``motor_of_input[i]`` is input ``i`` clipped to ``[0, ceiling]``; other motors stay off."""
+
+    n_motors: int
+    motor_of_input: tuple[int, ...]
+    ceiling: float
+
+    def duty(self, inputs: np.ndarray) -> np.ndarray:
+        """Duty ``(T, n_motors)`` in [0, ceiling] of the inputs ``(T, n_inputs)``."""
+        u = np.nan_to_num(np.asarray(inputs, dtype=np.float64), nan=0.0)
+        d = np.zeros((len(u), self.n_motors))
+        k = min(len(self.motor_of_input), u.shape[1] if u.ndim == 2 else 0)
+        d[:, list(self.motor_of_input[:k])] = u[:, :k]
+        return np.clip(d, 0.0, self.ceiling)
+
+    @classmethod
+    def from_describe(cls, describe: dict[str, Any] | None, n_inputs: int) -> MotorMap | None:
+        """The map a driver's ``describe`` gives, or None for a device without motors."""
+        d = describe or {}
+        if "motor_of_input" not in d:
+            return None
+        params = d.get("params") or {}
+        mapping = tuple(int(m) for m in d["motor_of_input"])
+        n = int((params.get("motors") or {}).get("n_motors") or (max(mapping, default=-1) + 1) or n_inputs)
+        ceiling = min(float(d.get("duty_ceiling", 1.0)), float(params.get("max_duty", 1.0)))
+        return cls(n, mapping, ceiling)
+
+
+def image_streams(spec: dict[str, Any]) -> list[ImageStream]:
+    """The columns of a device's raw streams whose cells are 2-D (from the stored spec)."""
+    out = []
+    for stream, s in (spec.get("raw") or {}).items():
+        for col, shape in (s.get("shapes") or {}).items():
+            if len(shape) == 2:
+                dims = tuple((s.get("dims") or {}).get(col) or ("y", "x"))
+                out.append(ImageStream(stream, col, (int(shape[0]), int(shape[1])), dims,
+                                       str((s.get("columns") or {}).get(col, "uint8"))))
+    return out
+
+
 @dataclass
 class ReadoutView:
     """A readout's predictions (from its trainer's ``consumed`` rows) and metric history."""
@@ -310,6 +384,11 @@ class DeviceFollower:
             buf = _spike_buffer(stream, s, self, max_events, recent_seconds)
             if buf is not None:
                 self.spikes[stream] = buf
+        #: image-like raw stream columns, by ``stream/column`` (read a frame at a time: frame_at)
+        self.images: dict[str, ImageStream] = {im.key: im for im in image_streams(spec)}
+        #: the motors the inputs drive, and their duty per row (None: the device has no motors)
+        self.motors = MotorMap.from_describe(attrs.get("describe"), self.n_inputs)
+        self.duty = self.series(self.motors.n_motors) if self.motors is not None else None
 
     def series(self, width: int | None) -> Series:
         """A new line series of this device's sizes."""
@@ -398,6 +477,7 @@ class StoreFollower:
         self.attrs: dict[str, Any] = {}
         self.polls = 0
         self.poll_seconds = 0.0
+        self._frames: dict[tuple[str, str], Frame] = {}   # the image read last, per stream
         self._open()
 
     # -- store ----------------------------------------------------------------------------
@@ -494,6 +574,8 @@ class StoreFollower:
             "inputs": (slice(a, b),), "targets": (slice(a, b),),
             "features": (slice(a, b), slice(None, None, dev.unit_step))})
         dev.inputs.append(x, np.asarray(inputs, dtype=np.float64))
+        if dev.motors is not None:
+            dev.duty.append(x, dev.motors.duty(inputs))
         targets = np.asarray(targets, dtype=np.float64)
         if targets.ndim == 2 and targets.shape[1]:
             if dev.targets is None:
@@ -508,6 +590,39 @@ class StoreFollower:
             self._read_loop(name, dev)
         dev.position = b
         return b - a
+
+    def frame_count(self, device: str, key: str) -> int:
+        """Images of the stream ``key`` (``stream/column``) in the device's committed blocks."""
+        dev = self.devices[device]
+        offsets = self.path / device / "raw" / dev.images[key].stream / "offsets"
+        if not (offsets / "zarr.json").exists():
+            return 0
+        arr = zarr.open_array(str(offsets), mode="r")
+        n = min(int(dev.attrs.get("blocks", 0)), arr.shape[0])
+        return int(arr[n - 1]) if n else 0
+
+    def frame_at(self, device: str, key: str, t: float) -> Frame | None:
+        """The image of stream ``key`` of ``device`` at time ``t`` (s, or steps): the row
+        ``floor(t / dt)``, clipped to the committed frames (the latest one for ``t`` at or past
+        the end). One image is read from the store, and none when it is the one read last.
+        Streams with one image per row map rows to images one to one; others proportionally.
+        None before the first block with images is committed."""
+        dev = self.devices[device]
+        n = self.frame_count(device, key)
+        if n == 0:
+            return None
+        row = int(math.floor(t / dev.dt + 1e-9)) if math.isfinite(t) else dev.committed - 1
+        rows = max(dev.committed, 1)
+        k = row if n == rows else int(row * n / rows)
+        k = min(max(k, 0), n - 1)
+        cached = self._frames.get((device, key))
+        if cached is not None and cached.index == k:
+            return cached
+        im = dev.images[key]
+        arr = zarr.open_array(str(self.path / device / "raw" / im.stream / im.column), mode="r")
+        frame = Frame(k, (k if n == rows else k * rows / n) * dev.dt, np.asarray(arr[k]))
+        self._frames[(device, key)] = frame
+        return frame
 
     def _read_loop(self, name: str, dev: DeviceFollower) -> None:
         """New rows of the closed loop's record (one per device block), up to the committed blocks."""

@@ -62,8 +62,9 @@ class DeviceView(QtWidgets.QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.graphics)
         protocol = follower.attrs.get("protocol") or {}
-        self.panels: dict[str, Panel] = build_panels(self.graphics.ci, follower.devices[device],
-                                                     readouts=bool(protocol.get("readouts", True)))
+        self.panels: dict[str, Panel] = build_panels(
+            self.graphics.ci, follower.devices[device], readouts=bool(protocol.get("readouts", True)),
+            frames=lambda key, t: follower.frame_at(device, key, t))
         self.painted = _PaintCounter(self)
         self.graphics.viewport().installEventFilter(self.painted)
 
