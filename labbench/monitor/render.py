@@ -3,7 +3,9 @@
 - :func:`watch` opens the window and follows the store until the window is closed;
 - :func:`snapshot` renders the same window off-screen to one PNG (data up to the
   ``committed`` rows at that moment);
-- :func:`report` writes one PNG per device and a short markdown summary.
+- :func:`report` writes one PNG per device and a short markdown summary; for a
+  ``pattern_xor`` run of a device with camera frames also Fernando & Sojakka's figure
+  (:mod:`.xor_figure`).
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ def snapshot(store: str | os.PathLike[str], out: str | os.PathLike[str], *, devi
 
 def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
            size: tuple[int, int] = (1400, 1000)) -> Path:
-    """Write ``<device>.png`` for every device and ``report.md`` into ``out_dir``.
+    """Write ``<device>.png`` for every device and ``report.md`` into ``out_dir``; for a
+    ``pattern_xor`` run, ``<device>_xor.png`` (the mean frame per condition and the readout's
+    output against the target) for every device with an image-like raw stream.
 
     ``out_dir`` defaults to ``<store>-report`` next to the store. Returns the markdown's path.
     """
@@ -83,8 +87,17 @@ def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None
             images[name] = path.name
     finally:
         win.close()
+    figures: dict[str, str] = {}
+    from .xor_figure import xor_figure, xor_task
+
+    if xor_task(store) is not None:
+        for name, dev in follower.devices.items():
+            if dev.images and dev.committed:
+                path = out / f"{_safe(name)}_xor.png"
+                xor_figure(store, name, path)
+                figures[name] = path.name
     md = out / "report.md"
-    md.write_text(_markdown(follower, images), encoding="utf-8")
+    md.write_text(_markdown(follower, images, figures), encoding="utf-8")
     return md
 
 
@@ -92,7 +105,7 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def _markdown(follower: StoreFollower, images: dict[str, str]) -> str:
+def _markdown(follower: StoreFollower, images: dict[str, str], figures: dict[str, str] | None = None) -> str:
     a = follower.attrs
     lines = [f"# {a.get('protocol_name')}: {follower.path.name}", ""]
     lines += [f"- **status**: {follower.status}" + (f" — {a.get('error')}" if a.get("error") else ""),
@@ -122,6 +135,9 @@ def _markdown(follower: StoreFollower, images: dict[str, str]) -> str:
         lines.append(f"- warning: {w}")
     for name, png in images.items():
         lines += ["", f"## {name}", "", f"![{name}]({png})"]
+        if name in (figures or {}):
+            lines += ["", "XOR (Fernando & Sojakka 2003, Fig. 4): the mean camera frame per condition and the "
+                      "readout's output against the target", "", f"![{name} XOR]({figures[name]})"]
     return "\n".join(lines) + "\n"
 
 
