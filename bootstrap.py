@@ -17,11 +17,13 @@ Usage: ``python3 bootstrap.py [--venv .venv] [--extras dev] [--no-system]``
 from __future__ import annotations
 
 import argparse
+import configparser
 import ctypes.util
 import hashlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -57,16 +59,33 @@ def _has_pip(python: Path) -> bool:
     return subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True).returncode == 0
 
 
+def _pip_cert() -> str | None:
+    """The CA bundle pip itself is told to use (``PIP_CERT`` or ``cert`` in a pip.conf), if any:
+    a machine behind a TLS-inspecting proxy then works for this download as it does for pip."""
+    if os.environ.get("PIP_CERT"):
+        return os.environ["PIP_CERT"]
+    config = configparser.ConfigParser()
+    config.read([os.environ.get("PIP_CONFIG_FILE", ""), "/etc/pip.conf", "/etc/xdg/pip/pip.conf",
+                 os.path.expanduser("~/.pip/pip.conf"), os.path.expanduser("~/.config/pip/pip.conf")])
+    return config.get("global", "cert", fallback=None)
+
+
+def _get(url: str, timeout: float):
+    cert = _pip_cert()
+    context = ssl.create_default_context(cafile=cert) if cert and Path(cert).exists() else None
+    return urllib.request.urlopen(url, timeout=timeout, context=context)
+
+
 def _pip_from_pypi(python: Path) -> None:
     """Install pip into a venv made without it, from pip's wheel on PyPI (sha256 checked)."""
-    with urllib.request.urlopen("https://pypi.org/pypi/pip/json", timeout=60) as r:
+    with _get("https://pypi.org/pypi/pip/json", 60) as r:
         meta = json.load(r)
         base = r.geturl()
     wheel = next(f for f in meta["urls"] if f["packagetype"] == "bdist_wheel")
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / wheel["filename"]
         _say(f"no ensurepip here: fetching {wheel['filename']} from PyPI")
-        with urllib.request.urlopen(urllib.parse.urljoin(base, wheel["url"]), timeout=120) as r:
+        with _get(urllib.parse.urljoin(base, wheel["url"]), 120) as r:
             data = r.read()
         if hashlib.sha256(data).hexdigest() != wheel["digests"]["sha256"]:
             sys.exit(f"bootstrap: {wheel['filename']}: sha256 differs from PyPI's; not installing it")
