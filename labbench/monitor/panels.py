@@ -412,7 +412,6 @@ class CameraPanel(Panel):
         self.frames = frames
         self.time_unit = dev.time_unit
         self.frame: Frame | None = None
-        h, w = im.shape
         plot.setTitle(f"{im.stream}: camera frame")
         plot.setLabel("bottom", f"{im.dims[1]} (pixel)")
         plot.setLabel("left", f"{im.dims[0]} (pixel)")

@@ -136,8 +136,9 @@ def _markdown(follower: StoreFollower, images: dict[str, str], figures: dict[str
     for name, png in images.items():
         lines += ["", f"## {name}", "", f"![{name}]({png})"]
         if name in (figures or {}):
-            lines += ["", "XOR (Fernando & Sojakka 2003, Fig. 4): the mean camera frame per condition and the "
-                      "readout's output against the target", "", f"![{name} XOR]({figures[name]})"]
+            caption = ("XOR (Fernando & Sojakka 2003, Fig. 4): the mean camera frame per condition and the "
+                       "readout's output against the target")
+            lines += ["", caption, "", f"![{name} XOR]({figures[name]})"]
     return "\n".join(lines) + "\n"
 
 
