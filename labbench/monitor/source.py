@@ -611,7 +611,7 @@ class StoreFollower:
         n = self.frame_count(device, key)
         if n == 0:
             return None
-        row = int(math.floor(t / dev.dt + 1e-9)) if math.isfinite(t) else dev.committed - 1
+        row = math.floor(t / dev.dt + 1e-9) if math.isfinite(t) else dev.committed - 1
         rows = max(dev.committed, 1)
         k = row if n == rows else int(row * n / rows)
         k = min(max(k, 0), n - 1)
