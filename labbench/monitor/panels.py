@@ -90,7 +90,11 @@ class SignalsPanel(Panel):
         plot.setTitle("input, target and predictions")
         plot.setLabel("bottom", *_time_label(dev))
         plot.setLabel("left", "value")
-        plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+        # the legend goes in one row in the title's band, above the data (PlotItem, not its ViewBox),
+        # so it never covers a trace; curves named in plot.plot(name=...) join it
+        plot.legend = pg.LegendItem(labelTextSize="8pt", colCount=12)
+        plot.legend.setParentItem(plot)
+        plot.legend.anchor(itemPos=(0, 0), parentPos=(0, 0), offset=(40, -4))
         plot.showGrid(x=False, y=True, alpha=0.15)   # no vertical lines: they move every frame
         k = min(dev.n_inputs, MAX_INPUT_LINES)
         more = f" (of {dev.n_inputs})" if dev.n_inputs > k else ""
@@ -163,7 +167,10 @@ class FeaturesPanel(Panel):
             self.levels, cmap = (-hi, hi), pg.colormap.get("CET-D1")
         else:
             self.levels, cmap = (0.0, float(np.percentile(finite, 99)) or 1.0), pg.colormap.get("viridis")
-        self.bar = pg.ColorBarItem(values=self.levels, colorMap=cmap, width=12, interactive=False)
+        # features are what readouts learn from, in the driver's own scale (tanh states, filtered
+        # rates, pooled brightness 0-1): arbitrary units
+        self.bar = pg.ColorBarItem(values=self.levels, colorMap=cmap, width=12, interactive=False,
+                                   label="feature (a.u.)")
         self.bar.setImageItem(self.image)
         # in the layout's second column, so every panel's plot keeps the same width
         # (pyqtgraph aligns linked x axes pixel by pixel)

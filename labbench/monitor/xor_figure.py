@@ -170,7 +170,7 @@ def xor_figure(store: str | os.PathLike[str], device: str, out: str | os.PathLik
     levels = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 255.0)
     if levels[1] <= levels[0]:
         levels = (levels[0], levels[0] + 1.0)
-    cmap = pg.colormap.get("CET-L1")
+    cmap = pg.ColorMap([0.0, 1.0], [(0, 0, 0), (255, 255, 255)])   # black = 0 DN, as the camera sees it
     h, w = means.means.shape[1:]
     items = []
     for j, label in enumerate(CONDITIONS):
