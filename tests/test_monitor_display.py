@@ -70,8 +70,8 @@ def test_the_check_agrees_with_the_dynamic_loader_here():
     unresolved = sorted({line.split()[0] for line in out.splitlines() if "not found" in line})
     problem = window_problem({"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":0"}, ldd_output=out)
     if unresolved:
-        assert problem == (f"missing system libraries {', '.join(missing_libraries(out))} (Debian: apt-get "
-                           f"install {' '.join(dict.fromkeys(debian_package(s) for s in missing_libraries(out)))})")
+        assert problem == (f"missing system libraries {', '.join(unresolved)} (Debian: apt-get "
+                           f"install {' '.join(dict.fromkeys(debian_package(s) for s in unresolved))})")
         assert sorted(missing_libraries(out)) == unresolved
     else:
         assert problem is None

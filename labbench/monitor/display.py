@@ -147,7 +147,7 @@ def window_problem(environ: Mapping[str, str] | None = None, *, ldd_output: str 
         if plugin is None:
             return f"Qt has no platform plugin {platform!r} here (QT_QPA_PLATFORM)"
         ldd_output = _ldd(plugin)
-    missing = missing_libraries(ldd_output)
+    missing = sorted(missing_libraries(ldd_output))    # the same line whether ldd or ctypes found them
     if missing:
         packages = " ".join(dict.fromkeys(debian_package(lib) for lib in missing))
         return f"missing system libraries {', '.join(missing)} (Debian: apt-get install {packages})"
