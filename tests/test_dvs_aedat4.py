@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-
 from labbench.drivers.dvs.aedat4 import AEDAT4Player, read_aedat4, write_aedat4
 from labbench.drivers.dvs.events import EVENT_DTYPE, make_events
 

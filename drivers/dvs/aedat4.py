@@ -24,12 +24,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
 from .events import EVENT_DTYPE, empty_events, make_events
 
-__all__ = ["write_aedat4", "read_aedat4", "AEDAT4Player"]
+__all__ = ["AEDAT4Player", "read_aedat4", "write_aedat4"]
 
 #: events per AEDAT4 packet written by :func:`write_aedat4`
 PACKET_EVENTS = 65536
@@ -208,7 +209,7 @@ class AEDAT4Player:
         """Release the file."""
         self._rec = None
 
-    def __enter__(self) -> AEDAT4Player:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
