@@ -3,16 +3,18 @@ the ``rig`` back end, i.e. the real pyfirmata2 and OpenCV code in a Ray device a
 the StandardFirmata and MJPEG emulators in front of a simulated tank, compared with the same
 protocol on ``sim``.
 
-Shortened to 30 training and 20 test trials of 1.2 s (the protocol's trial); the emulated
+Shortened to 60 training and 40 test trials of 1.2 s (the protocol's trial); the emulated
 tank runs at twice real time (``BucketEmulator(speed=2)``, the rig pacing at 50 rows per
-wall-clock second) so that the rig run takes ~32 s. The stated tolerance: the rig's trial
-accuracy within 5 points (one test trial) of sim's.
+wall-clock second) so that the rig run takes ~62 s. The stated tolerance: the rig's trial
+accuracy within 5 points (two test trials) of sim's. With 30 training trials the readout's
+row accuracy was only ~0.85 on sim and ~0.81 on the rig, so one or two of 20 test trials
+flipped on a busy machine (a 0.90 once); with 60 it is ~0.95 on both (measured under load,
+docs/bucket.md).
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import time
 
 import numpy as np
@@ -31,7 +33,7 @@ from labbench.drivers.bucket.tank import SimTank
 import labbench as lb
 from labbench.spec.protocol import from_dict
 
-HOLD, SETTLE, TRAIN, TEST = 30, 15, 30, 20          # rows per trial, scored rows, trials
+HOLD, SETTLE, TRAIN, TEST = 30, 15, 60, 40          # rows per trial, scored rows, trials
 SPEED = 2.0
 
 
@@ -43,12 +45,8 @@ def _proto() -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("LABBENCH_RIG_RUN") != "1",
-                    reason="the rig-vs-sim XOR runs in real time (~1 min) and its 5-point tolerance is one of 20 test "
-                           "trials, which a shared machine's frame gaps can cost (it failed once in the full suite): "
-                           "not yet a reliable test; LABBENCH_RIG_RUN=1 runs it (issue 15 keeps this acceptance open)")
 def test_bucket_xor_through_the_emulators_matches_sim(ray_session, tmp_path):
-    with fail_after(150):
+    with fail_after(300):
         sim = lb.run(from_dict(_proto()), store_root=tmp_path / "sim", progress=False)
         assert sim.status == "complete"
         acc_sim = sim.metrics["ridge"]["accuracy"]
