@@ -52,6 +52,10 @@ class DeviceActor:
         self.busy_s += time.perf_counter() - t0
         return block.features, block.raw
 
+    def run_chained(self, upstream: tuple[np.ndarray, dict[str, Any]]) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        """``run`` on another device's block ``(features, raw)``: its features are this device's inputs."""
+        return self.run(upstream[0])
+
     def run_timed(self, u: np.ndarray) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]], dict[str, float]]:
         """``run`` for closed loops, with the loop's timing on this process's clock.
 

@@ -32,7 +32,7 @@ from .progress import ProgressBar
 from .interrupts import SigintGuard
 from .ray_runtime import ensure_ray
 from ..spec.policy import LoopBlock, NextBlock, check_next, loop_timing
-from ..spec.protocol import DeviceSection, Protocol, from_dict, from_text, load
+from ..spec.protocol import DeviceSection, Protocol, chain_order, from_dict, from_text, load
 from ..spec.unsafe_limits import SignedLimits, UnsafeLimitsError, read_unsafe_limits
 from ..store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
 from ..tasks import TaskData
@@ -233,36 +233,78 @@ class _Pending:
     a: int
     b: int
     submitted: float
+    #: a chained device's inputs for these rows (its upstream's features), for the store
+    inputs: Any = None
 
 
 class _DeviceStream:
-    """One device of a run: its actor, the blocks in flight, and its restarts."""
+    """One device of a run: its actor, the blocks in flight, and its restarts.
+
+    A chained device (``input = "<device>"``) has an ``upstream`` stream: it is fed each of
+    the upstream's blocks once that block is in the store (``feed``), as the Ray object the
+    upstream returned, so the rows go from one actor to the next without a copy through the
+    store (and without one through this process when both run on one node, which the bench
+    arranges).
+    """
 
     def __init__(self, section: DeviceSection, driver: type, params: dict[str, Any], num_cpus: float,
-                 unsafe_limits: dict[str, float] | None = None) -> None:
+                 unsafe_limits: dict[str, float] | None = None, upstream: _DeviceStream | None = None) -> None:
         import ray
 
         from .actors import DeviceActor
 
         self.section = section
         self.group = section.group
+        self.upstream = upstream
+        self.downstream: list[_DeviceStream] = []
+        if upstream is not None:
+            upstream.downstream.append(self)
         options: dict[str, Any] = {"num_cpus": num_cpus, "max_restarts": section.max_restarts,
                                    "max_task_retries": 0}
         if section.resources:
             options["resources"] = dict(section.resources)
+        elif upstream is not None:               # the stages of a chain share a node
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(upstream.info["node_id"], soft=False)
+        self.params = params
         self.actor = ray.remote(DeviceActor).options(**options).remote(driver, params, unsafe_limits)
         self.info_ref = self.actor.info.remote()
         self.info: dict[str, Any] = {}
         self.pending: deque[_Pending] = deque()
+        #: a chained device's upstream blocks not yet sent: (a, b, upstream result ref, upstream features)
+        self.feed: deque[tuple[int, int, Any, np.ndarray]] = deque()
         self.next_row = 0
         self.restarts: list[dict[str, Any]] = []
 
     def submit(self, data, total: int, block: int) -> None:
-        """Keep ``_PIPELINE_DEPTH`` blocks in flight."""
+        """Keep ``_PIPELINE_DEPTH`` blocks in flight (a chained device: of the blocks fed so far)."""
         while len(self.pending) < _PIPELINE_DEPTH and self.next_row < total:
+            if self.upstream is not None:
+                if not self.feed:
+                    return
+                a, b, ref, features = self.feed.popleft()
+                self.pending.append(_Pending(self.actor.run_chained.remote(ref), a, b, time.monotonic(),
+                                             inputs=features))
+                self.next_row = b
+                continue
             a, b = self.next_row, min(self.next_row + block, total)
             self.pending.append(_Pending(self.actor.run.remote(data.inputs[a:b]), a, b, time.monotonic()))
             self.next_row = b
+
+    def refeed(self, store: RunStore, block: int) -> None:
+        """A chained device's feed rebuilt from the store: its upstream's committed rows from
+        ``next_row`` on (after a restart or a resume, when the objects in flight are gone)."""
+        import ray
+
+        self.feed.clear()
+        up = self.upstream.group
+        done = store.committed(up)
+        features = store.features(up)
+        for a in range(self.next_row, done, block):
+            b = min(a + block, done)
+            f = np.asarray(features[a:b])
+            self.feed.append((a, b, ray.put((f, {})), f))
 
     def wait_ready(self) -> dict[str, Any]:
         """The actor's info once it is (again) up; DeviceDown if it does not come up in time."""
@@ -290,7 +332,7 @@ class _DeviceStream:
         for a in range(0, rows, block):
             b = min(a + block, rows)
             try:
-                ray.get(self.actor.replay.remote(data.inputs[a:b]), timeout=self.section.timeout_s)
+                ray.get(self.actor.replay.remote(np.asarray(data.inputs[a:b])), timeout=self.section.timeout_s)
             except ray.exceptions.GetTimeoutError:
                 raise DeviceDown(f"device {self.group!r}: replaying rows {a}–{b} took more than "
                                  f"{self.section.timeout_s:g} s") from None
@@ -331,22 +373,27 @@ class _Execution:
         import ray    # after ensure_ray, which sets the variables Ray reads on import (loopback)
 
         t0 = time.perf_counter()
-        cpus = device_cpus(p.all_devices)
-        # every device actor starts at once; each waits for its own resources (a pinned rig's node)
-        streams = [_DeviceStream(dev, p.driver_class(dev), p.device_params(dev), n, self.lifted.get(dev.group))
-                   for dev, n in zip(p.all_devices, cpus)]
+        cpus = dict(zip((d.group for d in p.all_devices), device_cpus(p.all_devices)))
+        # every device actor fed by the task starts at once, each waiting for its own resources (a
+        # pinned rig's node); a chained device starts once the device it reads is up, on its node
+        streams: list[_DeviceStream] = []
         store: RunStore | None = None
         trainers: list = []
         try:
+            by_group: dict[str, _DeviceStream] = {}
+            for dev in chain_order(p):
+                up = by_group.get(dev.input) if dev.input is not None else None
+                params = p.device_params(dev)
+                if up is not None:
+                    self._await_info(up)
+                    params = self._chained_params(dev, params, up)
+                s = _DeviceStream(dev, p.driver_class(dev), params, cpus[dev.group], self.lifted.get(dev.group), up)
+                by_group[dev.group] = s
+                streams.append(s)
+            order = {d.group: i for i, d in enumerate(p.all_devices)}
+            streams.sort(key=lambda st: order[st.group])    # the store lists devices in protocol order
             for s in streams:
-                try:
-                    s.info = ray.get(s.info_ref, timeout=s.section.timeout_s)
-                except ray.exceptions.GetTimeoutError:
-                    need = f" (needs resources {s.section.resources})" if s.section.resources else ""
-                    raise DeviceDown(f"device {s.group!r} did not start within {s.section.timeout_s:g} s{need}: "
-                                     f"no node of the cluster can take it, or its driver hangs in open()") from None
-                except ray.exceptions.RayError as exc:
-                    raise DeviceDown(f"device {s.group!r} failed to open: {_cause(exc)}") from None
+                self._await_info(s)
             self.timings["device_startup_s"] = time.perf_counter() - t0
             store = self._open_store(streams, data)
             if self.on_store is not None:
@@ -409,6 +456,33 @@ class _Execution:
             for s in streams:
                 _close_actor(s.actor)
 
+    def _await_info(self, s: _DeviceStream) -> None:
+        """Wait for ``s``'s actor to open its device (its ``info``); DeviceDown if it does not."""
+        import ray
+
+        if s.info:
+            return
+        try:
+            s.info = ray.get(s.info_ref, timeout=s.section.timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            need = f" (needs resources {s.section.resources})" if s.section.resources else ""
+            raise DeviceDown(f"device {s.group!r} did not start within {s.section.timeout_s:g} s{need}: "
+                             f"no node of the cluster can take it, or its driver hangs in open()") from None
+        except ray.exceptions.RayError as exc:
+            raise DeviceDown(f"device {s.group!r} failed to open: {_cause(exc)}") from None
+
+    def _chained_params(self, dev: DeviceSection, params: dict[str, Any], up: _DeviceStream) -> dict[str, Any]:
+        """``params`` of a chained device with ``n_inputs`` = its upstream's feature width."""
+        width = int(up.info["spec"]["n_features"])
+        cls = self.proto.driver_class(dev)
+        if "n_inputs" not in cls.Params.model_fields:
+            return params
+        given = params.get("n_inputs")
+        if given is not None and int(given) != width:
+            raise ValueError(f"devices.{dev.group}.params.n_inputs: device {up.group!r} gives {width} feature(s) "
+                             f"per row (got {given})")
+        return {**params, "n_inputs": width}
+
     def _mark(self, status: str, error: str) -> None:
         """The run ends ``status``: write it to the store (if one was made); Ctrl-C is ignored from now on."""
         self.guard.stop()
@@ -438,7 +512,8 @@ class _Execution:
                 **({"unsafe_limits": {**self.signed.provenance(), "devices": sorted(self.lifted)}} if self.signed
                    else {})})
         for s in streams:
-            first = ray.get(s.actor.run.remote(data.inputs[:0]))[0]  # dtype probe, zero rows
+            probe = data.inputs[:0] if s.upstream is None else np.zeros((0, int(s.info["spec"]["n_inputs"])))
+            first = ray.get(s.actor.run.remote(probe))[0]  # dtype probe, zero rows
             store.add_device(s.group, spec=s.info["spec"], describe=s.info["describe"], n_outputs=p.task.n_outputs,
                              dtype=str(first.dtype), chunk_rows=p.run.block, expected_rows=total,
                              layout={"washout": p.run.washout, "train": p.run.train, "test": p.run.test},
@@ -471,11 +546,16 @@ class _Execution:
         import zarr
         from threadpoolctl import threadpool_limits
 
+        import types
+
         p = self.proto
         total, block = p.run.total, p.run.block
         for s in streams:
             if s.next_row:                       # resuming: rebuild the device's state first
-                s.replay(data, s.next_row, block)
+                s.replay(data if s.upstream is None else types.SimpleNamespace(inputs=store.inputs(s.group)),
+                         s.next_row, block)
+            if s.upstream is not None:
+                s.refeed(store, block)
         remaining = sum(total - s.next_row for s in streams)
         for s in streams:
             s.submit(data, total, block)
@@ -493,14 +573,22 @@ class _Execution:
                 s, head, result = _next_result(streams)
                 waiting += time.perf_counter() - t_wait
                 if isinstance(result, BaseException):           # its process died
-                    self._recover(s, store, data, result)
+                    if s.upstream is None:
+                        self._recover(s, store, data, result)
+                    else:                                       # rebuilt from its stored inputs
+                        self._recover(s, store, types.SimpleNamespace(inputs=store.inputs(s.group)), result)
+                        s.refeed(store, block)
                     s.submit(data, total, block)
                     continue
                 features, raw = result
                 a, b = head.a, head.b
-                store.append(s.group, inputs=data.inputs[a:b].astype(in_dtype[s.group], copy=False),
+                inputs = data.inputs[a:b] if head.inputs is None else head.inputs
+                store.append(s.group, inputs=inputs.astype(in_dtype[s.group], copy=False),
                              features=features, targets=data.targets[a:b], phase=phase[a:b],
                              sequence=None if data.sequence is None else data.sequence[a:b], raw=raw)
+                for d in s.downstream:                          # its rows are in the store: feed them on
+                    d.feed.append((a, b, head.ref, features))
+                    d.submit(data, total, block)
                 s.submit(data, total, block)
                 bar.advance(b - a)
         elapsed = time.perf_counter() - t_start

@@ -94,6 +94,9 @@ class DeviceSection(_Section):
         description='custom Ray resources the device needs, e.g. {"device:rig-1" = 1}: pins it to that node')
     max_restarts: int = Field(3, ge=0, description="restarts of the device's actor after its process dies")
     timeout_s: float = Field(120.0, gt=0, description="longest wait for one block before the device counts as down")
+    input: str | None = Field(
+        None, description="name of another device of the run whose features are this device's inputs, row for "
+                          "row (a chain: e.g. a DVS retina feeding an LSM); default: the task's inputs")
 
     @property
     def group(self) -> str:
@@ -205,15 +208,38 @@ class Protocol(_Section):
         return cls if cls is not None else get_driver(dev.driver)
 
     def device_params(self, device: DeviceSection | None = None) -> dict[str, Any]:
-        """Driver parameters with ``n_inputs`` taken from the task when the driver has it."""
+        """Driver parameters with ``n_inputs`` taken from the task when the driver has it.
+
+        A chained device (``input = "<device>"``) gets the feature width of the device it
+        reads, when that driver can say it without being built (:meth:`Reservoir.footprint`);
+        otherwise the bench sets it once the upstream device is open.
+        """
         dev = device if device is not None else self.all_devices[0]
         cls = self.driver_class(dev)
         params = dict(dev.params)
         if "n_inputs" in cls.Params.model_fields and "n_inputs" not in params:
-            params["n_inputs"] = self.task.n_inputs
+            width = self.task.n_inputs if dev.input is None else self.chain_width(dev)
+            if width is not None:
+                params["n_inputs"] = width
         if dev.mock:
             params = cls.mock_params(params)
         return params
+
+    def upstream(self, device: DeviceSection) -> DeviceSection | None:
+        """The device whose features ``device`` reads (``None``: it reads the task's inputs)."""
+        if device.input is None:
+            return None
+        return next((d for d in self.all_devices if d.group == device.input), None)
+
+    def chain_width(self, device: DeviceSection) -> int | None:
+        """The feature width of ``device``'s upstream device, if its driver can say it unbuilt."""
+        up = self.upstream(device)
+        if up is None or up is device:
+            return None
+        try:
+            return self.driver_class(up).footprint(self.device_params(up))[0]
+        except Exception:            # invalid upstream parameters are reported on the upstream's own key
+            return None
 
     def resolved(self) -> dict[str, Any]:
         """JSON-able view of everything that was validated (for provenance)."""
@@ -385,9 +411,14 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
             problems += _problems(exc, f"{key}.params")
         else:
             n_in = getattr(params, "n_inputs", task.n_inputs)
-            if n_in != task.n_inputs:
+            if dev.input is None and n_in != task.n_inputs:
                 problems.append(f"{key}.params.n_inputs: task {task.name!r} has {task.n_inputs} input(s) "
                                 f"(got {n_in})")
+            width = proto.chain_width(dev) if dev.input is not None else None
+            if width is not None and n_in != width:
+                problems.append(f"{key}.params.n_inputs: device {dev.input!r} gives {width} feature(s) per row "
+                                f"(got {n_in})")
+    problems += _chain_problems(proto, task)
     problems += check_readouts(proto.readouts)
     if task is not None:
         min_washout = int(getattr(task, "min_washout", 0) or 0)
@@ -450,6 +481,50 @@ def _bad_names(proto: Protocol) -> list[str]:
     return [f"{key}: {value!r} becomes a store group or file name: expected a simple name "
             f"(letters, digits, _ and -, starting with a letter or _)"
             for key, value in named if not re.fullmatch(NAME_PATTERN, str(value))]
+
+
+def _chain_problems(proto: Protocol, task: Task | None) -> list[str]:
+    """What is wrong with the protocol's chains (``input = "<device>"``): unknown or own names,
+    cycles, and the run kinds chains do not support (closed loops, sweeps)."""
+    problems: list[str] = []
+    groups = {d.group for d in proto.all_devices}
+    chained = [(key, dev) for key, dev in _device_keys(proto) if dev.input is not None]
+    for key, dev in chained:
+        if dev.input == dev.group:
+            problems.append(f"{key}.input: a device cannot read its own features (got {dev.input!r})")
+        elif dev.input not in groups:
+            problems.append(f"{key}.input: no device named {dev.input!r} in this protocol (devices: "
+                            f"{', '.join(sorted(groups))})")
+    if problems:
+        return problems
+    for key, dev in chained:
+        seen, cur = {dev.group}, proto.upstream(dev)
+        while cur is not None and cur.input is not None:
+            if cur.group in seen:
+                problems.append(f"{key}.input: the chain {dev.group!r} <- {dev.input!r} ... comes back to "
+                                f"{cur.group!r} (a cycle): chains must start at a device fed by the task")
+                break
+            seen.add(cur.group)
+            cur = proto.upstream(cur)
+    if chained and task is not None and task.closed_loop:
+        problems.append(f"{chained[0][0]}.input: task {task.name!r} is closed-loop; chains run open-loop tasks only")
+    if chained and proto.sweep is not None:
+        problems.append(f"{chained[0][0]}.input: sweeps do not run chained devices yet (run the chain without "
+                        f"[sweep])")
+    return problems
+
+
+def chain_order(proto: Protocol) -> list[DeviceSection]:
+    """Every device of the run, each after the device it reads (protocol order otherwise)."""
+    done: list[DeviceSection] = []
+    todo = list(proto.all_devices)
+    while todo:
+        ready = [d for d in todo if d.input is None or any(u.group == d.input for u in done)]
+        if not ready:                         # a cycle: validation reports it
+            raise ValueError("devices' inputs form a cycle")
+        done += ready
+        todo = [d for d in todo if d not in ready]
+    return done
 
 
 def estimate_sizes(proto: Protocol) -> dict[str, int]:

@@ -138,6 +138,10 @@ class RunStore:
         """The ``inputs`` array of ``device`` (rows below ``committed`` are written)."""
         return self._devices[device].arrays["inputs"]
 
+    def features(self, device: str) -> zarr.Array:
+        """The ``features`` array of ``device`` (rows below ``committed`` are written)."""
+        return self._devices[device].arrays["features"]
+
     def input_dtype(self, device: str) -> str:
         return str(self._devices[device].arrays["inputs"].dtype)
 
