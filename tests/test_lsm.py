@@ -137,3 +137,23 @@ def test_memory_capacity_through_rate_coded_input():
     fit = Ridge(alpha=1.0).fit(X[200:3200], data.targets[200:3200])
     curve = proto.task.memory_curve(data.targets[3200:], fit.predict(X[3200:]))
     assert curve[0] > 0.3 and curve.sum() > 0.5 and curve[-1] < 0.05   # fades within ten rows
+
+
+def test_count_input_delivers_n_spikes_at_the_rows_first_step():
+    """input_mode = "counts" (a DVS's events binned to rows): a count of n on a channel is n
+    input spikes at the row's first step, i.e. one spike of n times the weight; with one step
+    per row a count of 1 is exactly the "spikes" raster mode."""
+    rng = np.random.default_rng(5)
+    ones = (rng.random((300, 3)) < 0.2).astype(float)
+    common = dict(units=100, n_inputs=3, steps_per_sample=1, dt=1.0, seed=7, features="counts")
+    with LiquidStateMachine(input_mode="counts", input_weight=15.0, **common) as a, \
+            LiquidStateMachine(input_mode="spikes", input_weight=15.0, **common) as b:
+        sa, sb = a.run(ones).raw["spikes"], b.run(ones).raw["spikes"]
+    assert len(sa["step"]) > 50
+    np.testing.assert_array_equal(sa["step"], sb["step"])
+    np.testing.assert_array_equal(sa["neuron"], sb["neuron"])
+    with LiquidStateMachine(input_mode="counts", input_weight=15.0, **common) as a, \
+            LiquidStateMachine(input_mode="spikes", input_weight=45.0, **common) as b:
+        sa, sb = a.run(3 * ones).raw["spikes"], b.run(ones).raw["spikes"]
+    np.testing.assert_array_equal(sa["step"], sb["step"])
+    np.testing.assert_array_equal(sa["neuron"], sb["neuron"])

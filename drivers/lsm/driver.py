@@ -36,8 +36,9 @@ class LSMParams(BaseModel):
     v_th: float = Field(-55.0, description="threshold (mV)")
     v_reset: float = Field(-70.0, description="reset potential (mV)")
     t_ref: float = Field(2.0, ge=0, description="refractory period (ms)")
-    input_mode: Literal["current", "poisson", "spikes"] = Field(
-        "current", description="inputs as injected currents, Poisson rates, or spike rasters")
+    input_mode: Literal["current", "poisson", "spikes", "counts"] = Field(
+        "current", description="inputs as injected currents, Poisson rates, spike rasters, or spike counts per "
+                               "row (e.g. a DVS's events binned to the row: all arrive at the row's first step)")
     input_scaling: float = Field(20.0, description="mV of drive per unit input (current mode)")
     input_connectivity: float = Field(0.3, gt=0, le=1, description="fraction of neurons each input reaches")
     input_weight: float = Field(2.0, ge=0, description="jump of J_e per input spike (poisson, spikes modes)")
@@ -165,6 +166,8 @@ class LiquidStateMachine(Reservoir):
             elif p.input_mode == "poisson":
                 level = np.clip(p.input_offset + p.input_gain * u[a:b], 0.0, 1.0)
                 j_ext, rates = empty_rows, np.repeat(level, p.input_sources, axis=1) * (p.max_rate * p.dt / 1000.0)
+            elif p.input_mode == "counts":
+                j_ext, rates = empty_rows, np.rint(np.clip(u[a:b], 0.0, None))
             else:
                 j_ext, rates = empty_rows, (u[a:b] != 0).astype(np.float64)
             cap = (b - a) * max_per_row
@@ -176,6 +179,7 @@ class LiquidStateMachine(Reservoir):
                 self._v, self._je, self._ji, self._refr, self._buf_e, self._buf_i, self._trace, self._t,
                 p.e_l, p.v_th, p.v_reset, self._steps(p.t_ref), *P,
                 p.noise_rate * p.dt / 1000.0, p.noise_weight, self._rng, 0 if p.features == "trace" else 1,
+                1 if p.input_mode == "counts" else 0,
                 feats[a:b], st, ne)
             self._t += (b - a) * K
             self._spikes_total += count

@@ -40,6 +40,7 @@ def run_block(
     E_L, v_th, v_reset, ref_steps, P_mm, P_me, P_mi, P_ee, P_ii, P_tr,
     noise_p, noise_w,                # background Poisson input: probability per step and weight (mV)
     rng, feature_mode,               # feature_mode 0: filtered trace at row end, 1: spike count per row
+    counts_mode,                     # 1: in_rate_rows holds spike counts, all delivered at each row's first step
     features,                        # (n_rows, N) out
     spike_step, spike_neuron,        # out buffers for raw spikes (grown by the caller if full)
 ):
@@ -58,7 +59,14 @@ def run_block(
             t = t0 + r * steps_per_row + s
             slot = t % D
             # input spikes and background noise arrive at the start of the step
-            if use_poisson:
+            if use_poisson and counts_mode == 1:
+                if s == 0:
+                    for c in range(in_rate_rows.shape[1]):
+                        n_in = in_rate_rows[r, c]
+                        if n_in > 0.0:
+                            for q in range(in_indptr[c], in_indptr[c + 1]):
+                                j_e[in_idx[q]] += n_in * in_w[q]
+            elif use_poisson:
                 for c in range(in_rate_rows.shape[1]):
                     if rng.random() < in_rate_rows[r, c]:
                         for q in range(in_indptr[c], in_indptr[c + 1]):
