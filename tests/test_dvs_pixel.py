@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from labbench.drivers.dvs import scenes
 from labbench.drivers.dvs.events import EVENT_DTYPE
-from labbench.drivers.dvs.pixel import PixelArray, PixelParams, initial_state, sensor_shape, step
+from labbench.drivers.dvs.pixel import (
+    PixelArray,
+    PixelParams,
+    initial_state,
+    sensor_shape,
+    step,
+)
+from scipy import stats
 
 EPS = 0.05
 QUIET = {"sigma_threshold": 0.0, "leak_rate_hz": 0.0, "shot_noise_rate_hz": 0.0}
@@ -132,7 +138,7 @@ def test_block_after_block_equals_one_call():
     whole = PixelArray(NOISY, frames.shape[1:], seed=5).emit(frames, t_us)
     px = PixelArray(NOISY, frames.shape[1:], seed=5)
     cuts = [0, 1, 2, 17, 18, 64, 119, 120]
-    parts = [px.emit(frames[a:b], t_us[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+    parts = [px.emit(frames[a:b], t_us[a:b]) for a, b in itertools.pairwise(cuts)]
     assert np.concatenate(parts).tobytes() == whole.tobytes()
 
 
@@ -216,10 +222,9 @@ def test_from_frames_scales_uint8_and_refuses_out_of_range():
 
 def test_saccade_digits_are_separable_by_counts():
     """300 digits, counts per saccade and polarity, log1p, logistic: far above chance (0.1)."""
+    from labbench.drivers.dvs.features import bin_rows, count_maps
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
-
-    from labbench.drivers.dvs.features import bin_rows, count_maps
 
     images, labels = scenes.load_digit_images()
     idx = np.arange(300)

@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .events import EVENT_DTYPE
 
-__all__ = ["SENSOR_SIZES", "PixelParams", "PixelState", "PixelArray", "sensor_shape", "initial_state", "step"]
+__all__ = ["SENSOR_SIZES", "PixelArray", "PixelParams", "PixelState", "initial_state", "sensor_shape", "step"]
 
 #: named sensor sizes as (width, height): N-MNIST's ATIS crop, DVS128, DAVIS240, DAVIS346, DVXplorer
 SENSOR_SIZES: dict[str, tuple[int, int]] = {

@@ -22,8 +22,17 @@ import math
 
 import numpy as np
 
-__all__ = ["SACCADE_VERTICES_PX", "frame_times", "moving_bar", "rotating_disk", "load_digit_images",
-           "saccade_path", "saccade_digit", "saccade_times", "from_frames"]
+__all__ = [
+    "SACCADE_VERTICES_PX",
+    "frame_times",
+    "from_frames",
+    "load_digit_images",
+    "moving_bar",
+    "rotating_disk",
+    "saccade_digit",
+    "saccade_path",
+    "saccade_times",
+]
 
 #: the saccade triangle: offsets (dx, dy) in px of the digit from the canvas centre at the start
 #: of each saccade; the path runs 0 -> 1 -> 2 -> 0 (up-right, down-right, left; ~5 px moves)
