@@ -210,6 +210,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
     if args.device == "bucket":
         return _emulate_bucket(args)
+    if args.device == "edvs":
+        return _emulate_edvs(args)
 
     from .drivers.mea.culture import InSilicoCulture
     from .drivers.mea.firmware import emulate
@@ -226,6 +228,24 @@ def cmd_emulate(args: argparse.Namespace) -> int:
           f"run a protocol with --set device.params.backend=serial --set device.params.url=<the path below>; "
           f"Ctrl-C stops it", file=sys.stderr)
     return emulate(lambda: InSilicoCulture(params, layout=layout))
+
+
+def _emulate_edvs(args: argparse.Namespace) -> int:
+    """An eDVS4337's firmware on a pty, streaming a simulated DVS watching a moving bar."""
+    from .drivers.dvs.edvs_emulator import serve_edvs
+    from .drivers.dvs.sim_source import scene_source
+
+    scene = "bar"
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if key.strip() != "scene" or value.strip() not in ("bar", "disk"):
+            raise SystemExit(f"error: --set {item!r}: the eDVS emulator takes scene=bar or scene=disk")
+        scene = value.strip()
+    print(f"labbench emulate edvs: an eDVS4337 (128 x 128) on a pty, its simulated pixels watching a {scene} "
+          f"(seed {args.seed}); run a protocol with --set device.params.backend=edvs "
+          f"--set device.params.edvs.port=<the tty below> --set device.params.sensor=dvs128; Ctrl-C stops it",
+          file=sys.stderr)
+    return serve_edvs(scene_source(scene, seed=args.seed))
 
 
 def _emulate_bucket(args: argparse.Namespace) -> int:
@@ -723,11 +743,13 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="Example:\n  labbench emulate mea          # prints e.g. /tmp/labbench-mea-1234\n"
                               "  labbench run protocols/mea_xor.toml --set device.params.backend=serial "
                               "--set device.params.url=/tmp/labbench-mea-1234\n"
-                              "  labbench emulate bucket       # prints the tty, then http://127.0.0.1:PORT/stream.mjpg",
+                              "  labbench emulate bucket       # prints the tty, then http://127.0.0.1:PORT/stream.mjpg\n"
+                              "  labbench emulate edvs         # prints the tty of an eDVS4337 (--set scene=disk)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("device", choices=["mea", "bucket"],
+    p.add_argument("device", choices=["mea", "bucket", "edvs"],
                    help="which device (mea: the in-silico culture on an MEA board; bucket: the simulated tank "
-                        "behind StandardFirmata on a pty and an MJPEG camera on 127.0.0.1)")
+                        "behind StandardFirmata on a pty and an MJPEG camera on 127.0.0.1; edvs: an eDVS4337 "
+                        "on a pty streaming a simulated DVS)")
     p.add_argument("--seed", type=int, default=0, help="seed of the culture or tank (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a culture parameter (CultureParams), e.g. --set n_neurons=500, or a bucket one "

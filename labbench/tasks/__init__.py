@@ -20,6 +20,7 @@ from labbench.tasks.memory_capacity import MemoryCapacity
 from labbench.tasks.narma import Narma
 from labbench.tasks.pattern_xor import PatternXor
 from labbench.tasks.rate_clamp import RateClamp
+from labbench.tasks.saccade_digits import SaccadeDigits
 from labbench.tasks.spontaneous import Spontaneous
 from labbench.tasks.spoken_digits import SpokenDigits
 from labbench.tasks.xor import TemporalXor
@@ -36,6 +37,7 @@ __all__ = [
     "Narma",
     "PatternXor",
     "RateClamp",
+    "SaccadeDigits",
     "Spontaneous",
     "SpokenDigits",
     "Task",
@@ -51,6 +53,7 @@ TASKS: dict[str, type[Task]] = {
     "lorenz": Lorenz,
     "memory_capacity": MemoryCapacity,
     "digits": Digits,
+    "saccade_digits": SaccadeDigits,
     "spoken_digits": SpokenDigits,
     "xor": TemporalXor,
     "pattern_xor": PatternXor,
@@ -59,7 +62,7 @@ TASKS: dict[str, type[Task]] = {
     "feedback": FeedbackTraining,
 }
 
-TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits, SpokenDigits, TemporalXor,
+TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits, SaccadeDigits, SpokenDigits, TemporalXor,
                            PatternXor, Spontaneous, RateClamp, FeedbackTraining],
                      Field(discriminator="name")]
 """Any registered task, chosen by its ``name`` key (for protocol models)."""
