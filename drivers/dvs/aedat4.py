@@ -108,8 +108,8 @@ def read_aedat4(path: str | os.PathLike[str], stream: str = "events") -> tuple[n
     rec = _open_recording(path, stream)
     parts = []
     while (batch := rec.getNextEventBatch(stream)) is not None:
-        parts.append(_from_dv(batch.numpy(), 0))
-    events = np.concatenate(parts) if parts else empty_events()
+        parts.append(batch.numpy())
+    events = _from_dv(np.concatenate(parts), 0) if parts else empty_events()  # one conversion, not per batch
     return events, tuple(rec.getEventResolution(stream))
 
 
@@ -185,12 +185,23 @@ class AEDAT4Player:
             self._buf = empty_events()
             if self._eof:
                 break
+            self._buf = self._fetch(self.start_us + t_us)
+        return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+
+    def _fetch(self, limit: int) -> np.ndarray:
+        """The next batches up to the first one reaching ``limit`` (absolute µs), converted at once."""
+        raw = []
+        while True:
             batch = self._rec.getNextEventBatch(self._stream)
             if batch is None:
                 self._eof = True
-            else:
-                self._buf = _from_dv(batch.numpy(), self.start_us)
-        return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+                break
+            arr = batch.numpy()
+            if len(arr):
+                raw.append(arr)
+                if arr["timestamp"][-1] >= limit:
+                    break
+        return _from_dv(np.concatenate(raw), self.start_us) if raw else empty_events()
 
     def rewind(self) -> None:
         """Start again from the first event (and restart the wall clock)."""

@@ -97,7 +97,7 @@ class CameraSource:
         self.t0_us: int | None = None
         self.late_events = 0
         self._wall0 = 0.0
-        self._parts: list[np.ndarray] = []
+        self._parts: list[np.ndarray] = [empty_events()]  # the rest of the last cut, then dv's arrays
         self._newest = -1  # newest relative timestamp received
         self._last = 0
         self._floor = 0  # the end of the last returned block: events arriving below it are late
@@ -134,9 +134,9 @@ class CameraSource:
                 break  # a quiet scene: the camera's clock has passed t_us
             time.sleep(self.poll_s)
         pending = self._pending()
-        k = int(np.searchsorted(pending["t"], t_us, side="left"))
-        out, rest = pending[:k], pending[k:]
-        self._parts = [rest] if len(rest) else []
+        before = pending["t"] < t_us  # a mask, not a search: late events need not be in order
+        out, rest = pending[before], pending[~before]
+        self._parts = [rest]
         if self._ended and not len(out) and not len(rest):
             raise CameraDown(f"{self._what}: the event stream closed (camera unplugged or server gone)")
         self._floor = t_us
@@ -172,6 +172,7 @@ class CameraSource:
         return batch
 
     def _take(self, batch: Any, now: float) -> None:
+        """Keep a batch as dv's own array; it is converted at the next cut, once for many batches."""
         if self._filter is not None:
             self._filter.accept(batch)
             batch = self._filter.generateEvents()
@@ -180,15 +181,19 @@ class CameraSource:
             return
         if self.t0_us is None:
             self.t0_us, self._wall0 = int(arr["timestamp"][0]), now
-        ev = make_events(arr["timestamp"] - self.t0_us, arr["x"], arr["y"], arr["polarity"] != 0)
-        self.late_events += int(np.count_nonzero(ev["t"] < self._floor))
-        self._newest = max(self._newest, int(ev["t"][-1]))
-        self._parts.append(ev)
+        ts = arr["timestamp"]
+        self.late_events += int(np.count_nonzero(ts < self.t0_us + self._floor))
+        self._newest = max(self._newest, int(ts[-1]) - self.t0_us)
+        self._parts.append(arr)
 
     def _pending(self) -> np.ndarray:
-        if not self._parts:
-            return empty_events()
-        return self._parts[0] if len(self._parts) == 1 else np.concatenate(self._parts)
+        """Every event received and not returned, as EVENT_DTYPE (the first part already is)."""
+        raw = self._parts[1:]
+        if not raw:
+            return self._parts[0] if self._parts else empty_events()
+        arr = raw[0] if len(raw) == 1 else np.concatenate(raw)
+        ev = make_events(arr["timestamp"] - self.t0_us, arr["x"], arr["y"], arr["polarity"] != 0)
+        return np.concatenate([self._parts[0], ev]) if len(self._parts[0]) else ev
 
 
 class NetworkSource(CameraSource):
