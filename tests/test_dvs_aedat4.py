@@ -122,6 +122,14 @@ def test_realtime_playback_is_paced_to_the_wall_clock(tmp_path):
     assert len(AEDAT4Player(path).read_until(10**9)) == 4000  # unpaced: everything at once
 
 
+def test_an_empty_recording_plays_as_empty(tmp_path):
+    path = write_aedat4(tmp_path / "e.aedat4", make_events([], [], [], []), (10, 10))
+    assert len(read_aedat4(path)[0]) == 0
+    player = AEDAT4Player(path)
+    assert (player.start_us, player.duration_us) == (0, 0)
+    assert len(player.read_until(1000)) == 0 and player.exhausted
+
+
 def test_bad_inputs_fail_with_one_clear_line(tmp_path):
     ev = random_events(100, 10, 10)
     with pytest.raises(ValueError, match=r"outside resolution \(W, H\) = \(5, 10\)"):

@@ -223,6 +223,7 @@ def test_open_camera_runs_the_camera_path_against_a_loopback_stream(monkeypatch)
         serial, cam = opened[0]
         assert serial == "DXA00093" and cam.calls == [("interval", 2000), ("on", 25)]
         assert src.describe()["camera"] == "DVXplorer_DXA00093" and src.resolution == (128, 128)
+        assert src.describe()["biases"] == {"contrast_threshold_on": 25}
         got = np.concatenate([b for _, b in read_blocks(src, range(10_000, 10_000_000, 10_000))])
         got["t"] += src.t0_us
         np.testing.assert_array_equal(got, ev)

@@ -150,8 +150,10 @@ class AEDAT4Player:
         self._stream = stream
         self._rec = _open_recording(self.path, stream)
         self.resolution: tuple[int, int] = tuple(self._rec.getEventResolution(stream))
-        start, end = self._rec.getTimeRange()
-        self.start_us, self.duration_us = int(start), int(end) - int(start) + 1
+        start, end = (int(v) for v in self._rec.getTimeRange())
+        if end < start:  # no event at all: dv reports (INT64_MAX, INT64_MIN + 1)
+            start, end = 0, -1
+        self.start_us, self.duration_us = start, end - start + 1
         self._buf = empty_events()
         self._eof = False
         self._last = 0
@@ -190,6 +192,8 @@ class AEDAT4Player:
 
     def _fetch(self, limit: int) -> np.ndarray:
         """The next batches up to the first one reaching ``limit`` (absolute µs), converted at once."""
+        if self._rec is None:
+            raise ValueError(f"{self.path}: the player is closed")
         raw = []
         while True:
             batch = self._rec.getNextEventBatch(self._stream)

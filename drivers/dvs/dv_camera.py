@@ -73,6 +73,8 @@ class CameraSource:
         Absolute timestamp of the first event: time 0 of the slices (None before it arrived).
     late_events : int
         Events that arrived after their block had been returned (delivered in the next block).
+    biases : dict
+        The biases set on the camera (see :func:`apply_biases`).
     """
 
     def __init__(self, reader: Any, *, what: str, silence_s: float = 2.0, latency_s: float = 0.05,
@@ -94,6 +96,7 @@ class CameraSource:
 
             self._filter = dv.noise.BackgroundActivityNoiseFilter(
                 self.resolution, backgroundActivityDuration=datetime.timedelta(microseconds=int(noise_filter_us)))
+        self.biases: dict[str, Any] = {}
         self.t0_us: int | None = None
         self.late_events = 0
         self._wall0 = 0.0
@@ -145,7 +148,8 @@ class CameraSource:
     def describe(self) -> dict[str, Any]:
         """What the source is, for a driver's ``describe()``."""
         return {"source": self._what, "camera": self.name, "resolution": list(self.resolution),
-                "noise_filter_us": self.noise_filter_us, "silence_s": self.silence_s, "latency_s": self.latency_s}
+                "biases": dict(self.biases), "noise_filter_us": self.noise_filter_us, "silence_s": self.silence_s,
+                "latency_s": self.latency_s}
 
     def close(self) -> None:
         """Disconnect (always safe)."""
@@ -440,6 +444,39 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def _unsent_bytes() -> int:
+    """Bytes this process's TCP sockets have sent but the peers have not acknowledged (SIOCOUTQ)."""
+    import fcntl
+    import struct
+    import termios
+
+    total = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            total += struct.unpack("i", fcntl.ioctl(int(fd), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        except OSError:  # closed meanwhile, or not a TCP socket
+            continue
+    return total
+
+
+def _drain(writer: Any, quiet_s: float = 0.3) -> None:
+    """Wait until the writer's queue is empty and every sent byte was acknowledged for ``quiet_s``
+    in a row: the clients hold all data in their receive buffers, so the process may exit."""
+    since = None
+    while True:
+        idle = writer.getQueuedPacketCount() == 0 and _unsent_bytes() == 0
+        now = time.monotonic()
+        if not idle:
+            since = None
+        elif since is None:
+            since = now
+        elif now - since >= quiet_s:
+            return
+        time.sleep(0.005)
+
+
 def _serve(recording: str, host: str, port: int, camera_name: str, resolution: tuple[int, int], realtime: bool,
            speed: float, packet_us: int, after: str, clients: int, client_timeout_s: float, conn: Any) -> None:
     """The server process: AEDAT4 batches (fast to build from numpy) -> NetworkWriter.
@@ -477,11 +514,9 @@ def _serve(recording: str, host: str, port: int, camera_name: str, resolution: t
                     time.sleep(wait)
             writer.writeEvents(part)
             sent += part.size()
-    while writer.getQueuedPacketCount() > 0:
-        time.sleep(0.001)
+    _drain(writer)
     conn.send(("sent", sent))
     if after == "close":
-        time.sleep(0.1)
         os._exit(0)
     while True:
         time.sleep(3600)
