@@ -118,6 +118,32 @@ def coalesced_append(tmp: Path, block: int, total: int, repeats: int) -> dict:
             "meps": block * n_blocks / wall / 1e6, "cpu_meps": block * n_blocks / cpu / 1e6}
 
 
+def paced_coalesced(tmp: Path, block: int, rate: float, seconds: float) -> dict:
+    """A producer putting ``block``-event blocks at ``rate`` events/s for ``seconds`` through the
+    bench's CoalescingWriter: does the store keep up (how far behind is it when production ends)?"""
+    from labbench.engine.coalescing_writer import CoalescingWriter
+    from labbench.store import RunReader
+
+    cols = to_columns(events(block))
+    n_blocks = round(rate * seconds / block)
+    store, path = _new_store(tmp)
+    t0 = time.perf_counter()
+    with CoalescingWriter(store) as w:
+        for i in range(n_blocks):
+            wait = t0 + (i + 1) * block / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            w.put("dvs", **ROWS, raw={"events": cols})
+        produced = time.perf_counter()
+        w.flush()
+    done = time.perf_counter()
+    store.finish("complete")
+    assert len(RunReader(path).raw("dvs", "events")["t"]) == block * n_blocks
+    return {"what": f"CoalescingWriter fed {block:,}-event blocks at {rate / 1e6:g} M events/s for {seconds:g} s "
+                    f"({w.appends} appends for {n_blocks} blocks; {done - produced:.2f} s behind at the end)",
+            "events": block * n_blocks, "meps": block * n_blocks / (done - t0) / 1e6, "lag_s": done - produced}
+
+
 def flat_files(tmp: Path, block: int, total: int, repeats: int) -> dict:
     cols = to_columns(events(block))
     n_blocks = max(1, total // block)
@@ -287,6 +313,7 @@ def main() -> None:
                  store_append(tmp, 100_000, total, args.repeats),
                  store_append(tmp, 1_000_000, max(total, 4_000_000), args.repeats),
                  coalesced_append(tmp, 100_000, total, args.repeats),
+                 paced_coalesced(tmp, 100_000, 5e6, 4.0), paced_coalesced(tmp, 100_000, 8e6, 4.0),
                  flat_files(tmp, 100_000, total, args.repeats)]
         write, path = aedat4_write(tmp, ev, args.repeats)
         read = aedat4_read(path, ev, args.repeats)
