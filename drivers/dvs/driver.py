@@ -268,8 +268,9 @@ class DVS(Reservoir):
         t_start = self._rows * row_us
         edges = t_start + row_us * np.arange(T + 1, dtype=np.int64)
         if T == 0:
-            events = empty_events()
-        elif self.params.backend == "sim":
+            return Block(features=np.zeros((0, self.params.n_features), np.float32),
+                         raw={"events": to_columns(empty_events())})
+        if self.params.backend == "sim":
             events = self._simulate(np.asarray(u, dtype=np.float64), t_start)
         else:
             events = self._record(int(edges[-1]))

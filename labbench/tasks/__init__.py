@@ -14,6 +14,7 @@ from pydantic import Field
 from labbench.tasks.base import ClosedLoopTask, FreeRunPlan, Task, TaskData
 from labbench.tasks.digits import Digits
 from labbench.tasks.feedback import FeedbackTraining
+from labbench.tasks.gestures import Gestures
 from labbench.tasks.lorenz import Lorenz
 from labbench.tasks.mackey_glass import MackeyGlass
 from labbench.tasks.memory_capacity import MemoryCapacity
@@ -31,6 +32,7 @@ __all__ = [
     "Digits",
     "FeedbackTraining",
     "FreeRunPlan",
+    "Gestures",
     "Lorenz",
     "MackeyGlass",
     "MemoryCapacity",
@@ -54,6 +56,7 @@ TASKS: dict[str, type[Task]] = {
     "memory_capacity": MemoryCapacity,
     "digits": Digits,
     "saccade_digits": SaccadeDigits,
+    "gestures": Gestures,
     "spoken_digits": SpokenDigits,
     "xor": TemporalXor,
     "pattern_xor": PatternXor,
@@ -62,7 +65,8 @@ TASKS: dict[str, type[Task]] = {
     "feedback": FeedbackTraining,
 }
 
-TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits, SaccadeDigits, SpokenDigits, TemporalXor,
+TaskSpec = Annotated[Union[MackeyGlass, Narma, Lorenz, MemoryCapacity, Digits, SaccadeDigits, Gestures, SpokenDigits,
+                           TemporalXor,
                            PatternXor, Spontaneous, RateClamp, FeedbackTraining],
                      Field(discriminator="name")]
 """Any registered task, chosen by its ``name`` key (for protocol models)."""

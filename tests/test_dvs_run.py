@@ -1,0 +1,67 @@
+"""Event-camera protocols through the whole bench (issue 16): saccade digits on the simulated
+DVS beside static pixels, the DVS -> LSM chain, and the moving-bar / rotating-disk gestures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+from conftest import PROTOCOLS
+
+import labbench as lb
+from labbench.drivers.dvs.events import from_columns
+from labbench.drivers.dvs.features import bin_rows, count_maps
+from labbench.spec.protocol import load
+
+
+@pytest.mark.slow
+def test_saccade_digits_event_counts_beat_95_percent(ray_session, store_root):
+    run = lb.run(load(PROTOCOLS / "dvs_digits.toml"), store_root=store_root, progress=False)
+    assert run.status == "complete", run.error
+    dvs, pixels = run.metrics["dvs/logistic"], run.metrics["pixels/logistic"]
+    print(f"saccade digits, 719 held out: DVS event counts {dvs['accuracy']:.4f}, static pixels "
+          f"{pixels['accuracy']:.4f}")
+    assert dvs["n_test"] == pixels["n_test"] == 719
+    assert dvs["accuracy"] >= 0.95
+    assert pixels["accuracy"] >= 0.90
+    # every event is in the store, and the features of a digit are its events binned per row
+    reader = lb.open_run(run.store)
+    ev = from_columns(reader.raw("dvs", "events"))
+    assert len(ev) == run.metrics["dvs/device"]["events"]
+    rows = slice(70 * 100, 70 * 101)
+    window = ev[(ev["t"] >= rows.start * 5000) & (ev["t"] < rows.stop * 5000)]
+    feats = reader.read("dvs", rows.start, rows.stop, readouts=False)["features"]
+    expected = count_maps(window, (34, 34), (2, 2), offsets=bin_rows(window, 5000 * np.arange(rows.start, rows.stop + 1)))
+    np.testing.assert_array_equal(feats, expected)
+
+
+@pytest.mark.slow
+def test_the_dvs_lsm_chain_runs_as_one_protocol(ray_session, store_root):
+    """dvs_lsm_digits.toml on 300 training and 100 held-out digits: both streams are stored, the
+    liquid's inputs are the retina's binned events, and both readouts learn."""
+    proto = load(PROTOCOLS / "dvs_lsm_digits.toml",
+                 overrides=["task.n_test=100", "run.train=21000", "run.test=7000"])
+    run = lb.run(proto, store_root=store_root, progress=False)
+    assert run.status == "complete", run.error
+    g = zarr.open_group(str(run.store), mode="r")
+    retina, liquid = g["retina"], g["liquid"]
+    assert retina.attrs["committed"] == liquid.attrs["committed"] == 28000
+    assert liquid["inputs"].shape == (28000, 578) and liquid["features"].shape == (28000, 1000)
+    np.testing.assert_array_equal(liquid["inputs"][:], retina["features"][:])
+    # ... and those are the retina's events binned to the liquid's rows (5 ms)
+    ev = from_columns(lb.open_run(run.store).raw("retina", "events"))
+    binned = count_maps(ev, (34, 34), (2, 2), offsets=bin_rows(ev, 5000 * np.arange(28001)))
+    np.testing.assert_array_equal(liquid["inputs"][:], binned)
+    assert lb.open_run(run.store).raw("liquid", "spikes")["step"].size > 0
+    acc = {d: run.metrics[f"{d}/linear"]["accuracy"] for d in ("retina", "liquid")}
+    print("300 train / 100 test digits:", acc)
+    assert acc["retina"] >= 0.85 and acc["liquid"] >= 0.80
+
+
+def test_moving_bar_and_rotating_disk_directions(ray_session, store_root):
+    run = lb.run(load(PROTOCOLS / "dvs_gestures.toml"), store_root=store_root, progress=False)
+    assert run.status == "complete", run.error
+    m = run.metrics["linear"]
+    print(f"gestures (6 classes, 120 held out): {m['accuracy']:.3f}")
+    assert m["n_test"] == 120
+    assert m["accuracy"] >= 0.80                      # chance is 1/6
