@@ -288,6 +288,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``labbench export STORE --aedat4 FILE``: a run's events as an AEDAT4 file."""
+    from .drivers.dvs.aedat4 import write_aedat4
+    from .drivers.dvs.events import from_columns
+    from .store import RunReader
+
+    reader = RunReader(args.store)
+    with_events = [d for d in reader.devices if "events" in ((reader.device_attrs(d).get("spec") or {}).get("raw") or {})]
+    if args.device is not None and args.device not in with_events:
+        raise SystemExit(f"error: {args.store}: device {args.device!r} has no event stream (devices with one: "
+                         f"{', '.join(with_events) or 'none'})")
+    if args.device is None and len(with_events) != 1:
+        raise SystemExit(f"error: {args.store}: {len(with_events)} devices have an event stream "
+                         f"({', '.join(with_events) or 'none'}): name one with --device")
+    device = args.device or with_events[0]
+    hw = (reader.device_attrs(device).get("describe") or {}).get("sensor_hw")
+    if not hw:
+        raise SystemExit(f"error: {args.store}: device {device!r} does not say its sensor size (describe.sensor_hw)")
+    events = from_columns(reader.raw(device, "events"))
+    path = write_aedat4(args.aedat4, events, (int(hw[1]), int(hw[0])))
+    print(f"{path}: {len(events):,} events of device {device!r} ({hw[1]} x {hw[0]} pixels)")
+    return 0
+
+
 def _unsafe_limits(args: argparse.Namespace, sweep: bool = False):
     """The checked ``--unsafe-limits`` file (a SignedLimits), or None."""
     if getattr(args, "unsafe_limits", None) is None:
@@ -736,6 +760,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=2, default=(1400, 1000), metavar=("W", "H"),
                    help="image size in pixels (default 1400 1000)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="write a run's events as an AEDAT4 file",
+                       description="Write the raw event stream of a run's event camera as AEDAT4 (read by "
+                                   "dv-processing, aedat and tonic).")
+    p.add_argument("store", type=Path, help="run store (.zarr)")
+    p.add_argument("--aedat4", type=Path, required=True, metavar="FILE", help="the AEDAT4 file to write")
+    p.add_argument("--device", default=None, help="the device (default: the one device with an event stream)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("emulate", help="serve a simulated device behind its real serial protocol on a pty",
                        description="Start a device's firmware emulator on a pseudo-terminal and print the tty "

@@ -58,10 +58,30 @@ def test_the_dvs_lsm_chain_runs_as_one_protocol(ray_session, store_root):
     assert acc["retina"] >= 0.85 and acc["liquid"] >= 0.80
 
 
-def test_moving_bar_and_rotating_disk_directions(ray_session, store_root):
+def test_moving_bar_and_rotating_disk_directions_and_export_to_aedat4(ray_session, store_root, tmp_path):
     run = lb.run(load(PROTOCOLS / "dvs_gestures.toml"), store_root=store_root, progress=False)
     assert run.status == "complete", run.error
     m = run.metrics["linear"]
     print(f"gestures (6 classes, 120 held out): {m['accuracy']:.3f}")
     assert m["n_test"] == 120
     assert m["accuracy"] >= 0.80                      # chance is 1/6
+
+    # labbench export STORE --aedat4 FILE: read back identically by dv-processing, aedat and tonic
+    pytest.importorskip("dv_processing", reason="AEDAT4 export needs dv-processing (labbench[dvs])")
+    import aedat
+    import tonic.io
+
+    from labbench.cli import main
+    from labbench.drivers.dvs.aedat4 import read_aedat4
+
+    stored = lb.open_run(run.store).raw("dvs", "events")
+    path = tmp_path / "gestures.aedat4"
+    assert main(["export", str(run.store), "--aedat4", str(path)]) == 0
+    got, resolution = read_aedat4(path)
+    assert resolution == (32, 32) and len(got) == len(stored["t"]) > 100_000
+    by_aedat = np.concatenate([pk["events"] for pk in aedat.Decoder(path) if "events" in pk])
+    by_tonic = tonic.io.read_aedat4(str(path))
+    for ours, theirs in (("t", "t"), ("x", "x"), ("y", "y"), ("p", "on")):
+        np.testing.assert_array_equal(got[ours], stored[ours])
+        np.testing.assert_array_equal(by_aedat[theirs], stored[ours])
+        np.testing.assert_array_equal(by_tonic[theirs], stored[ours])
