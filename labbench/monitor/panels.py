@@ -8,6 +8,7 @@ downsampling, so a frame costs about the same at row 1,000 and row 1,000,000.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -510,14 +511,19 @@ class MetricsPanel(Panel):
 
 
 def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower, *, readouts: bool = True,
-                 frames: FrameReader | None = None) -> dict[str, Panel]:
+                 frames: FrameReader | None = None, store: str | os.PathLike[str] | None = None) -> dict[str, Panel]:
     """The panels that what ``dev`` holds calls for, stacked in ``layout``, time axes linked.
 
     ``frames`` reads one image of an image-like raw stream at a time; without it there is
-    no camera panel.
+    no camera panel. ``store`` (the run store's path) lets the event panels
+    (:mod:`.event_panel`) read a device's event stream (t, x, y, p); without it an event
+    stream is drawn as a spike raster of its ``channel_column``.
     """
+    from .event_panel import add_event_panels, event_streams
+
     panels: dict[str, Panel] = {}
     row = 0
+    events = set(event_streams(dev.attrs.get("spec") or {})) if store is not None else set()
 
     def add(panel_cls: type[Panel], *args: Any, key: str | None = None) -> Panel:
         nonlocal row
@@ -532,6 +538,8 @@ def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower, *, readouts: bo
     feats = add(FeaturesPanel)
     feats.plot.setXLink(signals.plot)
     for stream, buf in dev.spikes.items():
+        if stream in events:         # drawn by the event panels
+            continue
         suffix = "" if len(dev.spikes) == 1 else f":{stream}"
         raster = add(RasterPanel, buf, key=f"raster{suffix}")
         rate = add(RatePanel, buf, key=f"rate{suffix}")
@@ -542,12 +550,22 @@ def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower, *, readouts: bo
             add(cls).plot.setXLink(signals.plot)
     if dev.duty is not None:
         add(MotorPanel).plot.setXLink(signals.plot)
+    event_images: dict[str, Panel] = {}
+    if events:
+        rates, event_images, after = add_event_panels(layout, dev, store, row)
+        for key, panel in rates.items():
+            panel.plot.setXLink(signals.plot)
+            panels[key] = panel
     # one time axis, under the lowest of the linked panels: the others' would repeat it (and
     # every axis costs a text redraw per frame)
     linked = [p for key, p in panels.items()
-              if key.split(":")[0] in ("signals", "features", "raster", "rate", "loop", "latency", "motors")]
+              if key.split(":")[0] in ("signals", "features", "raster", "rate", "loop", "latency", "motors",
+                                       "event_rate")]
     for panel in linked[:-1]:
         panel.plot.hideAxis("bottom")
+    if event_images:
+        panels.update(event_images)
+        row = after
     if frames is not None:
         for key, im in dev.images.items():
             camera = add(CameraPanel, im, frames, signals.plot,

@@ -755,3 +755,56 @@ def _guess_scale(t: np.ndarray, dev: DeviceFollower, rows: int) -> float:
         return dev.dt
     last = float(t.max())
     return dev.dt * rows / max(last + 1.0, 1.0)
+
+
+def raw_committed_rows(path: str | Path, device: str, stream: str) -> int:
+    """Rows of the raw stream ``stream`` of ``device`` in its committed blocks (the offset of
+    the last committed block; 0 before the first one, or when the device has no such stream)."""
+    path = Path(path)
+    offsets = path / device / "raw" / stream / "offsets"
+    if not (offsets / "zarr.json").exists():
+        return 0
+    blocks = int((_group_attrs(path / device) or {}).get("blocks", 0))
+    arr = zarr.open_array(str(offsets), mode="r")
+    n = min(blocks, arr.shape[0])
+    return int(arr[n - 1]) if n else 0
+
+
+def read_raw_rows(path: str | Path, device: str, stream: str, columns: list[str], start: int,
+                  stop: int | None = None) -> dict[str, np.ndarray]:
+    """Rows ``start`` to ``stop`` of the columns of a raw stream, never past its committed
+    blocks (``stop=None``: up to the end of them). All columns are read concurrently, in one
+    round trip to Zarr's I/O loop.
+
+    Parameters
+    ----------
+    path : path
+        The run store.
+    device, stream : str
+        The device group and its raw stream (``<device>/raw/<stream>``).
+    columns : list of str
+        The columns read.
+    start, stop : int
+        Row range of the stream (events, spikes), clipped to ``[0, committed rows]``.
+
+    Returns
+    -------
+    dict of column name to ndarray (each of the same length, possibly 0).
+    """
+    end = raw_committed_rows(path, device, stream)
+    stop = end if stop is None else min(int(stop), end)
+    start = max(0, min(int(start), stop))
+    if stop <= start:
+        group = Path(path) / device / "raw" / stream
+        return {c: np.zeros(0, dtype=_array_dtype(group / c)) for c in columns}
+    values = _read_arrays(Path(path) / device / "raw" / stream, {c: (slice(start, stop),) for c in columns})
+    return {c: np.asarray(v) for c, v in zip(columns, values)}
+
+
+def _array_dtype(path: Path) -> np.dtype:
+    """The data type of the Zarr v3 array at ``path`` (float64 when it cannot be read)."""
+    try:
+        meta = json.loads((path / "zarr.json").read_bytes())
+        return np.dtype(str(meta.get("data_type")))
+    except (OSError, ValueError, TypeError):
+        return np.dtype(np.float64)
