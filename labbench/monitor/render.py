@@ -5,7 +5,8 @@
   ``committed`` rows at that moment);
 - :func:`report` writes one PNG per device and a short markdown summary; for a
   ``pattern_xor`` run of a device with camera frames also Fernando & Sojakka's figure
-  (:mod:`.xor_figure`).
+  (:mod:`.xor_figure`); for a ``saccade_digits`` run of a device with an event stream, the
+  mean ON and OFF events per pixel of each digit class (:mod:`.event_figure`).
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None
            size: tuple[int, int] = (1400, 1000)) -> Path:
     """Write ``<device>.png`` for every device and ``report.md`` into ``out_dir``; for a
     ``pattern_xor`` run, ``<device>_xor.png`` (the mean frame per condition and the readout's
-    output against the target) for every device with an image-like raw stream.
+    output against the target) for every device with an image-like raw stream; for a
+    ``saccade_digits`` run, ``<device>_events.png`` (the mean ON and OFF events per pixel of
+    each digit class) for every device with an event stream.
 
     ``out_dir`` defaults to ``<store>-report`` next to the store. Returns the markdown's path.
     """
@@ -96,8 +99,19 @@ def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None
                 path = out / f"{_safe(name)}_xor.png"
                 xor_figure(store, name, path)
                 figures[name] = path.name
+    event_figures: dict[str, str] = {}
+    from .event_figure import digit_event_figure, digits_task
+    from .event_panel import event_streams
+
+    if digits_task(store) is not None:
+        for name, dev in follower.devices.items():
+            if (dev.committed and event_streams(dev.attrs.get("spec") or {})
+                    and (store / name / "sequence" / "zarr.json").exists()):
+                path = out / f"{_safe(name)}_events.png"
+                digit_event_figure(store, name, path)
+                event_figures[name] = path.name
     md = out / "report.md"
-    md.write_text(_markdown(follower, images, figures), encoding="utf-8")
+    md.write_text(_markdown(follower, images, figures, event_figures), encoding="utf-8")
     return md
 
 
@@ -105,7 +119,8 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def _markdown(follower: StoreFollower, images: dict[str, str], figures: dict[str, str] | None = None) -> str:
+def _markdown(follower: StoreFollower, images: dict[str, str], figures: dict[str, str] | None = None,
+              event_figures: dict[str, str] | None = None) -> str:
     a = follower.attrs
     lines = [f"# {a.get('protocol_name')}: {follower.path.name}", ""]
     lines += [f"- **status**: {follower.status}" + (f" — {a.get('error')}" if a.get("error") else ""),
@@ -139,6 +154,10 @@ def _markdown(follower: StoreFollower, images: dict[str, str], figures: dict[str
             caption = ("XOR (Fernando & Sojakka 2003, Fig. 4): the mean camera frame per condition and the "
                        "readout's output against the target")
             lines += ["", caption, "", f"![{name} XOR]({figures[name]})"]
+        if name in (event_figures or {}):
+            caption = ("Saccade digits (as N-MNIST, Orchard et al. 2015): the mean ON and OFF events per pixel "
+                       "of each class's digits")
+            lines += ["", caption, "", f"![{name} events]({event_figures[name]})"]
     return "\n".join(lines) + "\n"
 
 
