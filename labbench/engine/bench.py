@@ -764,7 +764,11 @@ def _cause(exc: BaseException) -> str:
     if isinstance(cause, BaseException):
         exc = cause
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return text.splitlines()[-1] if text.count("\n") > 20 else text
+    # a Ray error without the driver's exception attached (e.g. one raised in an actor's
+    # creation task) carries the whole remote traceback in its message: its last line is the
+    # driver's own "Type: message"
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if len(lines) > 1 else text
 
 
 def _close_actor(actor) -> None:
