@@ -31,7 +31,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore
 
-from .panels import Panel, View
+from .panel_base import Panel, View
 from .source import DeviceFollower, Series, raw_committed_rows, read_raw_rows
 
 #: ON and OFF colours (Okabe-Ito vermillion and blue, readable by colour-blind people)

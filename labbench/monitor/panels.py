@@ -17,6 +17,7 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from ..spec.policy import TIMING_COLUMNS
+from .panel_base import Panel, View
 from .source import DeviceFollower, Frame, ImageStream, SpikeBuffer
 
 #: reads the image of a stream (``stream/column``) at a time: :meth:`~.source.StoreFollower.frame_at`
@@ -26,18 +27,6 @@ FrameReader = Callable[[str, float], Frame | None]
 READOUT_COLOURS = ["#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442"]
 MAX_INPUT_LINES = 4
 RASTER_BINS = 1200
-
-
-class View:
-    """The time range shown: the last ``seconds`` of the run, or all of it (``None``)."""
-
-    def __init__(self, seconds: float | None = None) -> None:
-        self.seconds = seconds
-
-    def range(self, end: float, start: float = 0.0) -> tuple[float, float]:
-        if self.seconds is None or end - start <= self.seconds:
-            return start, max(end, start + 1e-9)
-        return end - self.seconds, end
 
 
 def _steady_y(plot: pg.PlotItem, arrays: list[np.ndarray], state: dict) -> None:
@@ -58,23 +47,6 @@ def _steady_y(plot: pg.PlotItem, arrays: list[np.ndarray], state: dict) -> None:
     pad = 0.08 * (hi - lo)
     state["y"] = (lo - pad, hi + pad)
     plot.setYRange(*state["y"], padding=0)
-
-
-class Panel:
-    """Base: one PlotItem in the device's layout (at ``row``, column 0)."""
-
-    name = "panel"
-
-    def __init__(self, plot: pg.PlotItem) -> None:
-        self.plot = plot
-        self.layout: pg.GraphicsLayout | None = None
-        self.row = 0
-
-    def update(self, dev: DeviceFollower, view: View) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def has_data(self) -> bool:
-        return True
 
 
 def _time_label(dev: DeviceFollower) -> tuple[str, str]:
@@ -98,15 +70,15 @@ class SignalsPanel(Panel):
         plot.legend.anchor(itemPos=(0, 0), parentPos=(0, 0), offset=(40, -4))
         plot.showGrid(x=False, y=True, alpha=0.15)   # no vertical lines: they move every frame
         k = min(dev.n_inputs, MAX_INPUT_LINES)
-        more = f" (of {dev.n_inputs})" if dev.n_inputs > k else ""
-        self.inputs = [self._curve(pg.mkPen((150, 150, 150), width=1), f"input {i}{more}" if k > 1 else "input")
-                       for i in range(k)]
+        # one legend entry for all the grey input lines, so the legend stays short of the title
+        label = "input" if k == 1 else (f"inputs 0–{k - 1}" + (f" (of {dev.n_inputs})" if dev.n_inputs > k else ""))
+        self.inputs = [self._curve(pg.mkPen((150, 150, 150), width=1), label if i == 0 else None) for i in range(k)]
         self.target: pg.PlotDataItem | None = None
         self.predictions: dict[str, pg.PlotDataItem] = {}
         plot.disableAutoRange()
         self._y: dict = {}
 
-    def _curve(self, pen: Any, name: str) -> pg.PlotDataItem:
+    def _curve(self, pen: Any, name: str | None) -> pg.PlotDataItem:
         c = self.plot.plot(pen=pen, name=name, connect="finite")
         c.setClipToView(True)
         c.setDownsampling(auto=True, method="peak")
@@ -475,7 +447,10 @@ class MetricsPanel(Panel):
         super().__init__(plot)
         plot.setTitle("readout metrics as they are written")
         plot.setLabel("bottom", "training rows")
-        plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        # the legend sits in the title's band (as the signals panel's), never over the curves
+        plot.legend = pg.LegendItem(labelTextSize="8pt", colCount=12)
+        plot.legend.setParentItem(plot)
+        plot.legend.anchor(itemPos=(0, 0), parentPos=(0, 0), offset=(40, -4))
         plot.showGrid(x=True, y=True, alpha=0.15)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         self._seen: tuple = ()

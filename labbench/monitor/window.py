@@ -18,7 +18,8 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from .display import check_window
-from .panels import Panel, View, build_panels
+from .panel_base import Panel, View
+from .panels import build_panels
 from .source import StoreFollower
 
 STATUS_COLOURS = {"running": "#0072B2", "complete": "#009E73", "aborted": "#D55E00", "failed": "#D55E00"}
@@ -64,7 +65,7 @@ class DeviceView(QtWidgets.QWidget):
         protocol = follower.attrs.get("protocol") or {}
         self.panels: dict[str, Panel] = build_panels(
             self.graphics.ci, follower.devices[device], readouts=bool(protocol.get("readouts", True)),
-            frames=lambda key, t: follower.frame_at(device, key, t))
+            frames=lambda key, t: follower.frame_at(device, key, t), store=follower.path)
         self.painted = _PaintCounter(self)
         self.graphics.viewport().installEventFilter(self.painted)
 
