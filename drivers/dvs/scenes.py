@@ -14,12 +14,16 @@ here (a 50 px/s saccade moves 0.05 px per frame).
   Thakor, "Converting static image datasets to spiking neuromorphic datasets using
   saccades", Front. Neurosci. 9:437, 2015);
 - :func:`from_frames`: any frame sequence, e.g. another device's uint8 camera frames.
+
+The bar and the digit are drawn by small numba loops straight into float32 frames (one pass,
+no float64 temporaries of the whole block).
 """
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 __all__ = [
@@ -100,9 +104,23 @@ def moving_bar(t_us: np.ndarray, shape: tuple[int, int], *, speed_px_s: float = 
     if wrap:
         period = 2 * half + width_px + 1.0
         lead = -half + np.mod(lead + half, period)
-    lead = lead[:, None, None]
-    cover = np.clip(np.minimum(s + 0.5, lead) - np.maximum(s - 0.5, lead - width_px), 0.0, 1.0)
-    return (background + contrast * cover).astype(np.float32)
+    out = np.empty((len(lead), h, w), np.float32)
+    _bar_frames(s.ravel(), lead, float(width_px), float(background), float(contrast), out.reshape(len(lead), -1))
+    return out
+
+
+@numba.njit(cache=True)
+def _bar_frames(s, lead, width, background, contrast, out):
+    """out[k, i] = background + contrast * clip(min(s_i + 0.5, lead_k) - max(s_i - 0.5, lead_k - width), 0, 1)."""
+    for k in range(lead.shape[0]):
+        a = lead[k]
+        b = a - width
+        for i in range(s.shape[0]):
+            hi = s[i] + 0.5
+            lo = s[i] - 0.5
+            cover = min(a, hi) - max(b, lo)
+            cover = 0.0 if cover < 0.0 else min(cover, 1.0)
+            out[k, i] = background + contrast * cover
 
 
 def rotating_disk(t_us: np.ndarray, shape: tuple[int, int], *, omega_rad_s: float = 2 * math.pi,
@@ -179,15 +197,26 @@ def saccade_path(t_s: np.ndarray, saccade_s: float = 0.1, vertices_px: np.ndarra
     return loop[k] * (1 - f) + loop[k + 1] * f
 
 
-def _bilinear_weights(coord: np.ndarray, n: int) -> np.ndarray:
-    """(T, P, n + 2) weights sampling a zero-padded length-n signal at fractional indices ``coord`` (T, P)."""
-    c = np.clip(coord + 1.0, 0.0, n + 1.0)            # index into the padded signal (one zero on each side)
-    i0 = np.minimum(np.floor(c).astype(np.int64), n)
-    f = c - i0
-    wts = np.zeros(coord.shape + (n + 2,))
-    np.put_along_axis(wts, i0[..., None], (1 - f)[..., None], axis=-1)
-    np.put_along_axis(wts, i0[..., None] + 1, f[..., None], axis=-1)
-    return wts
+@numba.njit(cache=True)
+def _bilinear_frames(padded, ux, uy, out):
+    """out[k, y, x] = ``padded`` (an image with one pixel of padding) sampled bilinearly at the
+    fractional indices (uy[k, y], ux[k, x]) of the unpadded image, clamped to the padding."""
+    ny = padded.shape[0] - 2
+    nx = padded.shape[1] - 2
+    rows = np.empty((out.shape[1], padded.shape[1]))
+    for k in range(out.shape[0]):
+        for y in range(out.shape[1]):                   # interpolate the rows once per frame
+            c = min(max(uy[k, y] + 1.0, 0.0), ny + 1.0)
+            i0 = min(math.floor(c), ny)
+            f = c - i0
+            for j in range(padded.shape[1]):
+                rows[y, j] = (1.0 - f) * padded[i0, j] + f * padded[i0 + 1, j]
+        for x in range(out.shape[2]):
+            c = min(max(ux[k, x] + 1.0, 0.0), nx + 1.0)
+            j0 = min(math.floor(c), nx)
+            f = c - j0
+            for y in range(out.shape[1]):
+                out[k, y, x] = (1.0 - f) * rows[y, j0] + f * rows[y, j0 + 1]
 
 
 def saccade_digit(image: np.ndarray, t_us: np.ndarray, *, t0_us: int = 0, saccade_s: float = 0.1,
@@ -232,10 +261,11 @@ def saccade_digit(image: np.ndarray, t_us: np.ndarray, *, t0_us: int = 0, saccad
     # enlarged-image coordinate (0 .. digit_px) -> original pixel index (centres aligned)
     ux = (centre[None, :] - off[:, :1] + digit_px / 2) * (iw / digit_px) - 0.5
     uy = (centre[None, :] - off[:, 1:] + digit_px / 2) * (ih / digit_px) - 0.5
-    wx, wy = _bilinear_weights(ux, iw), _bilinear_weights(uy, ih)                   # (T, canvas, n + 2)
-    padded = np.pad(img, 1)
-    ink_map = (wy @ padded) @ wx.transpose(0, 2, 1)
-    return (background + (ink - background) * np.clip(ink_map, 0.0, 1.0)).astype(np.float32)
+    # the intensity image, padded with the background (the two taps' weights sum to 1)
+    padded = background + (ink - background) * np.pad(img, 1)
+    out = np.empty((len(t_s), canvas_px, canvas_px), np.float32)
+    _bilinear_frames(padded, ux, uy, out)
+    return out
 
 
 def from_frames(frames: np.ndarray, scale: float | None = None) -> np.ndarray:
