@@ -34,7 +34,16 @@ The inhomogeneous Poisson process is drawn by time rescaling (each pixel spends 
 exponential budget of integrated rate), so random numbers are drawn per event, not per
 pixel and frame; they come from a counter-based generator keyed by (seed, pixel, draw), so
 the stream is bit-reproducible and independent of how the frames are split into calls.
-The whole frame loop is one numba function; there is no per-event Python.
+
+Computation (numba, one thread, no per-event Python): the frames are scanned once for each
+pixel's input changes; ``log(I + eps)`` and ``exp(-2 pi f_c(I) dt)`` of the new inputs are
+taken vectorised in float32 (the frames are float32: the log is as exact as its input,
+~1e-7); the kernel then runs pixel by pixel through its runs of equal input with its state
+in registers. The reference is stored undrifted (extrapolated to t = 0) and the shot noise
+as a budget spent at a rate since a time, so a *still* pixel (low-pass at rest, snapped to
+its input within 1e-9, no threshold near) carries nothing from frame to frame and jumps to
+its next input change, leak crossing or shot. Every choice depends only on the state and
+the frame, never on the block, so block after block is byte for byte one call.
 """
 
 from __future__ import annotations
@@ -114,11 +123,15 @@ class PixelState:
     lp
         Low-passed log intensity at the last frame (``t_prev``).
     lref
-        Reference level at ``t_prev``.
+        Reference level extrapolated back to t = 0 along the leak: the reference at time t (µs)
+        is ``lref - leak_rate_hz * cp * 1e-6 * t``; it changes only at events, so a still pixel
+        carries nothing from frame to frame.
     t_last
         Time of each pixel's last event (µs, float; -inf if none).
-    budget
-        Remaining unit-exponential shot-noise budget of each pixel.
+    budget, t_budget, rate
+        The shot noise: a unit-exponential budget, of which ``budget`` was left at ``t_budget``
+        (µs) and is spent since at ``rate`` (ON + OFF per µs; 0 before the first interval);
+        the next shot falls when it runs out.
     draws
         Random draws consumed by each pixel (the generator's counter).
     t_prev
@@ -133,6 +146,8 @@ class PixelState:
     lref: np.ndarray
     t_last: np.ndarray
     budget: np.ndarray
+    t_budget: np.ndarray
+    rate: np.ndarray
     draws: np.ndarray
     t_prev: int | None = None
 
@@ -157,8 +172,9 @@ def initial_state(params: PixelParams, shape: tuple[int, int], seed: int) -> Pix
     cp = np.maximum(rng.normal(params.pos_threshold, params.sigma_threshold, n), params.min_threshold)
     cn = np.maximum(rng.normal(params.neg_threshold, params.sigma_threshold, n), params.min_threshold)
     nan = np.full(n, np.nan)
-    return PixelState((h, w), int(seed) & 0x7FFF_FFFF_FFFF_FFFF, cp, cn, nan, nan.copy(),
-                      np.full(n, -np.inf), nan.copy(), np.zeros(n, np.uint64), None)
+    return PixelState(shape=(h, w), seed=int(seed) & 0x7FFF_FFFF_FFFF_FFFF, cp=cp, cn=cn, lp=nan, lref=nan.copy(),
+                      t_last=np.full(n, -np.inf), budget=nan.copy(), t_budget=np.zeros(n), rate=np.zeros(n),
+                      draws=np.zeros(n, np.uint64), t_prev=None)
 
 
 def step(params: PixelParams, state: PixelState, frames: np.ndarray,
@@ -198,27 +214,48 @@ def step(params: PixelParams, state: PixelState, frames: np.ndarray,
     if len(t_us) and state.t_prev is not None and t_us[0] <= state.t_prev:
         raise ValueError(f"t_us[0] = {t_us[0]} µs is not after the previous frame at {state.t_prev} µs")
     new = replace(state, lp=state.lp.copy(), lref=state.lref.copy(), t_last=state.t_last.copy(),
-                  budget=state.budget.copy(), draws=state.draws.copy())
+                  budget=state.budget.copy(), t_budget=state.t_budget.copy(), rate=state.rate.copy(),
+                  draws=state.draws.copy())
     if len(t_us) == 0:
         return new, np.empty(0, EVENT_DTYPE)
     flat = frames.reshape(len(t_us), h * w)
     if state.t_prev is None:
-        _init_pixels(np.clip(flat[0], 0.0, 1.0).astype(np.float64), params.log_eps, params.leak_rate_hz > 0, new.cp,
-                     new.seed, new.lp, new.lref, new.budget, new.draws)
+        log0 = np.log((np.clip(flat[0].astype(np.float64), 0.0, 1.0) + params.log_eps).astype(np.float32))
+        _init_pixels(log0.astype(np.float64), float(t_us[0]), params.leak_rate_hz, new.cp, new.seed,
+                     new.lp, new.lref, new.budget, new.draws)
+        new.t_budget[:] = t_us[0]
         flat, t_us, t_prev = flat[1:], t_us[1:], int(t_us[0])
+        if len(t_us) == 0:
+            return replace(new, t_prev=t_prev), np.empty(0, EVENT_DTYPE)
     else:
         t_prev = state.t_prev
-    t, pix, pol, n = _run(flat, t_us, t_prev, new.seed, new.cp, new.cn, new.lp, new.lref, new.t_last,
-                          new.budget, new.draws, params.log_eps, params.cutoff_hz, params.refractory_s * 1e6,
-                          params.leak_rate_hz, params.shot_noise_rate_hz, params.shot_noise_bright_factor,
-                          params.pos_threshold, params.neg_threshold, max(1024, flat.size // 25))
-    order = np.argsort(t[:n], kind="stable")
+    ta = np.empty(len(t_us))
+    ta[0], ta[1:] = t_prev, t_us[:-1]
+    tb = t_us.astype(np.float64)
+    # each pixel's input changes (pixel-major), then log(I + eps) and exp(-2 pi f_c(I) dt) of
+    # each new input, vectorised in float32
+    start, k_new, raw_new, log_in, decay = _changes(flat, ta, tb, params.log_eps,
+                                                    2.0 * math.pi * params.cutoff_hz * 1e-6)
+    np.log(log_in, out=log_in)
+    np.exp(decay, out=decay)
+    cap = max(1024, flat.size // 25)
+    t, pix, pol, kk = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.bool_), np.empty(cap, np.int64)
+    n, i = 0, 0
+    while i < h * w:                                   # the kernel stops before a pixel that does not fit
+        n, i = _run(start, k_new, raw_new, log_in, decay, ta, tb, new.seed, new.cp, new.cn, new.lp, new.lref,
+                    new.t_last, new.budget, new.t_budget, new.rate, new.draws, params.cutoff_hz,
+                    params.refractory_s * 1e6, params.leak_rate_hz, params.shot_noise_rate_hz,
+                    params.shot_noise_bright_factor, params.pos_threshold, params.neg_threshold, t, pix, pol, kk, n, i)
+        if i < h * w:
+            t, pix, pol, kk = (np.concatenate([a[:n], np.empty(2 * len(a) - n, a.dtype)]) for a in (t, pix, pol, kk))
+    t, pix, pol = _by_interval(t, pix, pol, kk, n, len(t_us))
+    order = np.argsort(t, kind="stable")
     events = np.empty(n, EVENT_DTYPE)
-    events["t"] = t[:n][order]
-    p = pix[:n][order]
+    events["t"] = t[order]
+    p = pix[order]
     events["y"], events["x"] = p // w, p % w
-    events["p"] = pol[:n][order]
-    return replace(new, t_prev=int(t_us[-1]) if len(t_us) else t_prev), events
+    events["p"] = pol[order]
+    return replace(new, t_prev=int(t_us[-1])), events
 
 
 class PixelArray:
@@ -278,6 +315,10 @@ class PixelArray:
 # ---------------------------------------------------------------------------------------------
 # numba kernel
 
+#: a low-passed log intensity this close to its input is set to it (log units; float32 inputs
+#: are rounded 100 times coarser), so that a pixel with a constant input comes to rest
+_SNAP = 1e-9
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -297,131 +338,224 @@ def _uniform(seed: np.uint64, pixel: int, counter: np.uint64) -> float:
 
 
 @numba.njit(cache=True)
-def _init_pixels(frame, log_eps, leak_on, cp, seed, lp, lref, budget, draws):
+def _init_pixels(log0, t_us, leak_hz, cp, seed, lp, lref, budget, draws):
     s = np.uint64(seed)
-    for i in range(frame.shape[0]):
-        lp[i] = math.log(frame[i] + log_eps)
+    for i in range(log0.shape[0]):
+        lp[i] = log0[i]
         lref[i] = lp[i]
-        if leak_on:
-            lref[i] -= _uniform(s, i, draws[i]) * cp[i]
+        if leak_hz > 0.0:
+            lref[i] += leak_hz * cp[i] * 1e-6 * t_us - _uniform(s, i, draws[i]) * cp[i]
             draws[i] += np.uint64(1)
         budget[i] = -math.log(_uniform(s, i, draws[i]))
         draws[i] += np.uint64(1)
 
 
 @numba.njit(cache=True)
-def _grow(t, pix, pol, n):
-    t2 = np.empty(2 * t.shape[0], np.int64)
-    p2 = np.empty(2 * t.shape[0], np.int64)
-    q2 = np.empty(2 * t.shape[0], np.bool_)
-    t2[:n] = t[:n]
-    p2[:n] = pix[:n]
-    q2[:n] = pol[:n]
-    return t2, p2, q2
+def _changes(frames, ta, tb, log_eps, w_us):
+    """Where each pixel's input changes: every pixel at the block's first frame, then at every
+    frame whose raw value or interval differs from the frame before (NaN always differs).
+
+    Returns, pixel by pixel (pixel i's changes at ``start[i]:start[i + 1]``, in frame order),
+    the frame index, the raw value, ``I + eps`` and ``-2 pi f_c(I) dt`` (float32, for a
+    vectorised log and exp; I = the value clipped to [0, 1]). Frames are read row by row.
+    """
+    n_frames, n_pix = frames.shape
+    start = np.zeros(n_pix + 1, np.int64)
+    for i in range(n_pix):
+        start[i + 1] = 1
+    for k in range(1, n_frames):
+        if tb[k] - ta[k] != tb[k - 1] - ta[k - 1]:
+            for i in range(n_pix):
+                start[i + 1] += 1
+        else:
+            for i in range(n_pix):
+                start[i + 1] += frames[k, i] != frames[k - 1, i]
+    for i in range(n_pix):
+        start[i + 1] += start[i]
+    m = start[n_pix]
+    k_new = np.empty(m, np.int32)
+    raw_new = np.empty(m)
+    v = np.empty(m, np.float32)
+    x = np.empty(m, np.float32)
+    fill = start[:n_pix].copy()
+    w1 = -w_us * 255.0 / 275.0
+    w0 = -w_us * 20.0 / 275.0
+    for k in range(n_frames):
+        dt_us = tb[k] - ta[k]
+        every = k == 0 or dt_us != tb[k - 1] - ta[k - 1]
+        for i in range(n_pix):
+            if every or frames[k, i] != frames[k - 1, i]:
+                q = fill[i]
+                fill[i] = q + 1
+                raw = float(frames[k, i])
+                inten = min(max(raw, 0.0), 1.0)
+                k_new[q] = k
+                raw_new[q] = raw
+                v[q] = inten + log_eps
+                x[q] = (w1 * inten + w0) * dt_us
+    return start, k_new, raw_new, v, x
 
 
 @numba.njit(cache=True)
-def _run(frames, t_us, t_prev, seed, cp, cn, lp, lref, t_last, budget, draws, log_eps, cutoff_hz,
-         refr_us, leak_hz, shot_hz, bright_factor, cp_nom, cn_nom, n_cap):
-    n_pix = frames.shape[1]
+def _run(start, k_new, raw_new, log_in, decay, ta, tb, seed, cp, cn, lp, lref, t_last, budget, t_budget, rate,
+         draws, cutoff_hz, refr_us, leak_hz, shot_hz, bright_factor, cp_nom, cn_nom, t, pix, pol, kk, n, i_begin):
+    """Pixel by pixel (its state in registers) through the runs of frames of equal input.
+
+    A pixel is *still* once its low-pass no longer moves (``Lp`` unchanged by a frame; it is
+    snapped to its input once within ``_SNAP``) and no threshold is near: while its input and
+    the frame interval repeat, nothing in its state changes (the reference drifts in closed
+    form, the next shot time is fixed), so it jumps to the frame where the leak crossing or
+    the next shot falls due, or to its next input change. Events are generated per pixel, with
+    their frame interval, into the buffers ``t, pix, pol, kk`` after the first ``n``, from pixel
+    ``i_begin`` on. A pixel's state is written back once it is done; if its events do not fit,
+    the kernel returns before it: (events so far, the next pixel to do).
+    """
+    n_pix = cp.shape[0]
     s = np.uint64(seed)
-    t = np.empty(n_cap, np.int64)
-    pix = np.empty(n_cap, np.int64)
-    pol = np.empty(n_cap, np.bool_)
-    n = 0
-    t0 = float(t_prev)
-    # per-pixel caches of the functions of the frame intensity (a still pixel repeats its intensity)
-    c_inten = np.full(n_pix, -1.0)
-    c_log = np.empty(n_pix)
-    c_alpha = np.empty(n_pix)
-    c_rate = np.empty(n_pix)
-    dt_prev = -1.0
-    for k in range(frames.shape[0]):
-        t1 = float(t_us[k])
-        dt_us = t1 - t0
-        if dt_us != dt_prev:
-            c_inten[:] = -1.0
-            dt_prev = dt_us
-        for i in range(n_pix):
-            inten = min(max(float(frames[k, i]), 0.0), 1.0)
-            if inten != c_inten[i]:
-                inten01 = (255.0 * inten + 20.0) / 275.0
-                c_inten[i] = inten
-                c_log[i] = math.log(inten + log_eps)
-                c_alpha[i] = -math.expm1(-2.0 * math.pi * cutoff_hz * inten01 * dt_us * 1e-6)
-                c_rate[i] = 0.5 * shot_hz * ((bright_factor - 1.0) * inten01 + 1.0) * 1e-6
-            la = lp[i]
-            lb = la + c_alpha[i] * (c_log[i] - la) if cutoff_hz > 0.0 else c_log[i]
-            c_on = cp[i]
-            c_off = cn[i]
-            # D(t) = d0 + slope (t - t0) - shift: the distance of Lp from the (leaking) reference
-            d0 = la - lref[i]
-            slope = (lb - la) / dt_us + leak_hz * c_on * 1e-6
-            shift = 0.0
-            # shot noise: rate per µs, the next shot time from the remaining budget
-            r_on = c_rate[i] * (cp_nom / c_on)
-            r_off = c_rate[i] * (cn_nom / c_off)
-            r_tot = r_on + r_off
-            t_shot = t0 + budget[i] / r_tot if r_tot > 0.0 else math.inf
-            d1 = d0 + slope * dt_us
-            if t_shot > t1 and max(d0, d1) < c_on and min(d0, d1) > -c_off:
-                # the common case: no crossing and no shot in this interval
-                if r_tot > 0.0:
-                    budget[i] -= r_tot * dt_us
-                lref[i] = lb - d1
-                lp[i] = lb
-                continue
-            pos = t0
-            tl = t_last[i]
-            while True:
-                tmin = max(pos, tl + refr_us)
-                t_sig = math.inf
-                on = True
-                if tmin <= t1:
-                    dm = d0 + slope * (tmin - t0) - shift
-                    if dm >= c_on:
-                        t_sig = tmin
-                    elif dm <= -c_off:
-                        t_sig = tmin
-                        on = False
-                    elif slope > 0.0:
-                        tc = t0 + (c_on + shift - d0) / slope
-                        if tc <= t1:
-                            t_sig = max(tc, tmin)
-                    elif slope < 0.0:
-                        tc = t0 + (-c_off + shift - d0) / slope
-                        if tc <= t1:
-                            t_sig = max(tc, tmin)
-                            on = False
-                if t_shot <= t1 and t_shot < t_sig:
-                    if t_shot >= tl + refr_us:
-                        if n == t.shape[0]:
-                            t, pix, pol = _grow(t, pix, pol, n)
-                        t[n] = math.ceil(t_shot)
-                        pix[n] = i
-                        pol[n] = _uniform(s, i, draws[i]) * r_tot < r_on
-                        draws[i] += np.uint64(1)
-                        n += 1
-                        tl = t_shot
-                    pos = max(pos, t_shot)
-                    t_shot += -math.log(_uniform(s, i, draws[i])) / r_tot
-                    draws[i] += np.uint64(1)
+    cap = t.shape[0]
+    n_frames = ta.shape[0]
+    for i in range(i_begin, n_pix):
+        n_done = n
+        dr = draws[i]
+        c_on = cp[i]
+        c_off = cn[i]
+        k_on = cp_nom / c_on
+        k_off = cn_nom / c_off
+        g = leak_hz * c_on * 1e-6                       # drift of the reference per µs
+        # shot rate (ON + OFF) per µs, r0 + r1 I: v2e's (R/2) ((f - 1) (255 I + 20) / 275 + 1) C_nom / C
+        r0 = 0.5 * shot_hz * 1e-6 * ((bright_factor - 1.0) * 20.0 / 275.0 + 1.0) * (k_on + k_off)
+        r1 = 0.5 * shot_hz * 1e-6 * (bright_factor - 1.0) * 255.0 / 275.0 * (k_on + k_off)
+        on_share = k_on / (k_on + k_off)
+        la = lp[i]
+        ref0 = lref[i]
+        bud = budget[i]
+        tbud = t_budget[i]
+        r_cur = rate[i]
+        tl = t_last[i]
+        c_dt = -1.0
+        inv_dt = 0.0
+        for j in range(start[i], start[i + 1]):
+            # a run of frames [k, k_end) of one input
+            k = k_new[j]
+            k_end = k_new[j + 1] if j + 1 < start[i + 1] else n_frames
+            dt_us = tb[k] - ta[k]
+            if dt_us != c_dt:
+                inv_dt = 1.0 / dt_us
+                c_dt = dt_us
+            c_log = float(log_in[j])
+            c_alpha = 1.0 - float(decay[j])
+            r_tot = r0 + r1 * min(max(raw_new[j], 0.0), 1.0)
+            if r_tot != r_cur:                          # spend the budget so far at the old rate
+                bud -= r_cur * (ta[k] - tbud)
+                tbud = ta[k]
+                r_cur = r_tot
+            while k < k_end:
+                t0 = ta[k]
+                t1 = tb[k]
+                if cutoff_hz > 0.0:
+                    lb = la + c_alpha * (c_log - la)
+                    if abs(c_log - lb) <= _SNAP:
+                        lb = c_log
+                else:
+                    lb = c_log
+                # D(t) = d0 + slope (t - t0) - shift: the distance of Lp from the (leaking) reference
+                d0 = la - (ref0 - g * t0)
+                dl = lb - la
+                slope = dl * inv_dt + g
+                d1 = d0 + slope * dt_us
+                if max(d0, d1) < c_on and min(d0, d1) > -c_off and (r_cur <= 0.0 or bud > r_cur * (t1 - tbud)):
+                    # the common case: no crossing and no shot in this interval
+                    la = lb
+                    k += 1
+                    if dl == 0.0 and k < k_end:
+                        # still: nothing changes until the leak crossing or the next shot
+                        t_quiet = t0 + (c_on - d0) / g if g > 0.0 else math.inf
+                        if r_cur > 0.0:
+                            t_quiet = min(t_quiet, tbud + bud / r_cur)
+                        if tb[k] < t_quiet:
+                            k = min(k_end, np.searchsorted(tb, t_quiet))
                     continue
-                if t_sig == math.inf:
-                    break
-                if n == t.shape[0]:
-                    t, pix, pol = _grow(t, pix, pol, n)
-                t[n] = math.ceil(t_sig)
-                pix[n] = i
-                pol[n] = on
-                n += 1
-                shift += c_on if on else -c_off
-                tl = t_sig
-                pos = t_sig
-            t_last[i] = tl
-            if r_tot > 0.0:
-                budget[i] = (t_shot - t1) * r_tot
-            lref[i] = lb - (d0 + slope * dt_us - shift)
-            lp[i] = lb
-        t0 = t1
-    return t, pix, pol, n
+                ts = tbud + bud / r_cur if r_cur > 0.0 else math.inf
+                shift = 0.0
+                pos = t0
+                while True:
+                    tmin = max(pos, tl + refr_us)
+                    t_sig = math.inf
+                    on = True
+                    if tmin <= t1:
+                        dm = d0 + slope * (tmin - t0) - shift
+                        if dm >= c_on:
+                            t_sig = tmin
+                        elif dm <= -c_off:
+                            t_sig = tmin
+                            on = False
+                        elif slope > 0.0:
+                            tc = t0 + (c_on + shift - d0) / slope
+                            if tc <= t1:
+                                t_sig = max(tc, tmin)
+                        elif slope < 0.0:
+                            tc = t0 + (-c_off + shift - d0) / slope
+                            if tc <= t1:
+                                t_sig = max(tc, tmin)
+                                on = False
+                    if ts <= t1 and ts < t_sig:
+                        if ts >= tl + refr_us:
+                            if n == cap:
+                                return n_done, i
+                            t[n] = math.ceil(ts)
+                            pix[n] = i
+                            pol[n] = _uniform(s, i, dr) < on_share
+                            kk[n] = k
+                            dr += np.uint64(1)
+                            n += 1
+                            tl = ts
+                        pos = max(pos, ts)
+                        ts += -math.log(_uniform(s, i, dr)) / r_cur
+                        dr += np.uint64(1)
+                        continue
+                    if t_sig == math.inf:
+                        break
+                    if n == cap:
+                        return n_done, i
+                    t[n] = math.ceil(t_sig)
+                    pix[n] = i
+                    pol[n] = on
+                    kk[n] = k
+                    n += 1
+                    shift += c_on if on else -c_off
+                    tl = t_sig
+                    pos = t_sig
+                if r_cur > 0.0:
+                    bud = (ts - t1) * r_cur
+                    tbud = t1
+                ref0 += shift
+                la = lb
+                k += 1
+        lp[i] = la
+        lref[i] = ref0
+        budget[i] = bud
+        t_budget[i] = tbud
+        rate[i] = r_cur
+        t_last[i] = tl
+        draws[i] = dr
+    return n, n_pix
+
+
+@numba.njit(cache=True)
+def _by_interval(t, pix, pol, kk, n, n_frames):
+    """The first ``n`` events stably reordered by frame interval ``kk`` (a counting sort)."""
+    start = np.zeros(n_frames + 1, np.int64)
+    for j in range(n):
+        start[kk[j] + 1] += 1
+    for k in range(n_frames):
+        start[k + 1] += start[k]
+    t2 = np.empty(n, np.int64)
+    p2 = np.empty(n, np.int64)
+    q2 = np.empty(n, np.bool_)
+    for j in range(n):
+        m = start[kk[j]]
+        start[kk[j]] = m + 1
+        t2[m] = t[j]
+        p2[m] = pix[j]
+        q2[m] = pol[j]
+    return t2, p2, q2
