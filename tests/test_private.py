@@ -145,3 +145,23 @@ def test_a_sigkilled_run_leaves_no_ray_process_behind(streaming_run):
     import labbench as lb
 
     assert lb.open_run(store).status == "running"    # nobody could mark it: resume sees the dead writer
+
+
+def test_the_reaper_never_kills_the_process_that_started_it(tmp_path):
+    """The reaper wakes when its pipe closes, which happens while its owner is still exiting;
+    an owner slow to exit (ray.shutdown on a busy machine) holds the Ray's driver log open, and
+    was once SIGKILLed by its own reaper (exit status -9 instead of 130 after a Ctrl-C)."""
+    from labbench.engine import ray_reaper
+
+    session = tmp_path / "session"
+    session.mkdir()
+    script = (
+        "import subprocess, sys, time\n"
+        f"log = open({str(session / 'driver.log')!r}, 'w')      # a Ray driver keeps its log open\n"
+        f"reaper = subprocess.Popen([sys.executable, {ray_reaper.__file__!r}, 'owner-test'],\n"
+        "                          stdin=subprocess.PIPE, start_new_session=True)\n"
+        f"reaper.stdin.write(b'{session}\\n'); reaper.stdin.flush(); reaper.stdin.close()   # EOF, as at exit\n"
+        "time.sleep(3.0)                                             # a slow exit\n"
+        "sys.exit(7)\n")
+    proc = subprocess.run([sys.executable, "-c", script], timeout=120)
+    assert proc.returncode == 7

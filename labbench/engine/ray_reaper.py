@@ -26,15 +26,17 @@ import time
 OWNER_ENV = "LABBENCH_RAY_OWNER"
 
 
-def owned(owner: str, session_dir: str = "") -> list[int]:
+def owned(owner: str, session_dir: str = "", *, spare: int | None = None) -> list[int]:
     """Pids of this user's processes of the Ray: with ``LABBENCH_RAY_OWNER=owner`` in their
     environment, or naming ``session_dir`` in their command line or an open file (a process
-    that sets its title, as Ray's agents and workers do, may overwrite its environment)."""
+    that sets its title, as Ray's agents and workers do, may overwrite its environment).
+    Never this process, nor ``spare`` (the process that started the Ray: it holds the Ray's
+    driver log open until its last moment)."""
     needle = f"{OWNER_ENV}={owner}".encode()
     me = os.getpid()
     out = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+        if not entry.isdigit() or int(entry) in (me, spare):
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as fh:
@@ -58,13 +60,32 @@ def owned(owner: str, session_dir: str = "") -> list[int]:
     return out
 
 
-def reap(owner: str, session_dir: str = "", *, grace_s: float = 1.0, deadline_s: float = 30.0) -> int:
-    """SIGKILL every process of the Ray until none is left; returns how many were signalled."""
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is running (a zombie, exited but not yet waited for, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def reap(owner: str, session_dir: str = "", *, owner_pid: int | None = None, grace_s: float = 1.0,
+         deadline_s: float = 30.0) -> int:
+    """SIGKILL every process of the Ray until none is left; returns how many were signalled.
+
+    The pipe closes while its owner is still exiting (``ray.shutdown`` in its exit handlers can
+    take seconds on a busy machine): wait up to ``deadline_s`` for ``owner_pid`` to be gone
+    first, and never signal it (it was once killed mid-exit here, its exit status lost).
+    """
+    end = time.monotonic() + deadline_s
+    while owner_pid is not None and alive(owner_pid) and time.monotonic() < end:
+        time.sleep(0.1)
     time.sleep(grace_s)                  # a normal exit: ray.shutdown has just ended them itself
     killed: set[int] = set()
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        pids = owned(owner, session_dir)
+        pids = owned(owner, session_dir, spare=owner_pid)
         if not pids:
             break
         for pid in pids:
@@ -81,6 +102,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or not argv[1]:
         print("usage: ray_reaper.py OWNER", file=sys.stderr)
         return 2
+    owner_pid = os.getppid()                          # the process that started the Ray (before re-parenting)
     for sig in (signal.SIGINT, signal.SIGHUP):       # a terminal's Ctrl-C or hang-up is not for it
         signal.signal(sig, signal.SIG_IGN)
     session_dir = ""
@@ -90,7 +112,7 @@ def main(argv: list[str]) -> int:
                 session_dir = line.strip().rstrip("/") + "/"
     except OSError:
         pass
-    reap(argv[1], session_dir)
+    reap(argv[1], session_dir, owner_pid=owner_pid)
     return 0
 
 
