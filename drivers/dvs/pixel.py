@@ -232,9 +232,13 @@ def step(params: PixelParams, state: PixelState, frames: np.ndarray,
     ta = np.empty(len(t_us))
     ta[0], ta[1:] = t_prev, t_us[:-1]
     tb = t_us.astype(np.float64)
-    # each pixel's input changes (pixel-major), then log(I + eps) and exp(-2 pi f_c(I) dt) of
-    # each new input, vectorised in float32
-    start, k_new, raw_new, log_in, decay = _changes(flat, ta, tb, params.log_eps,
+    # where the input changes (frames 1.. of the block, frame-major; a new interval changes all),
+    # gathered pixel by pixel; then log(I + eps) and exp(-2 pi f_c(I) dt) of each new input,
+    # vectorised in float32
+    changed = flat[1:] != flat[:-1]
+    dt = tb - ta
+    changed[np.flatnonzero(dt[1:] != dt[:-1])] = True
+    start, k_new, raw_new, log_in, decay = _changes(flat, np.flatnonzero(changed), ta, tb, params.log_eps,
                                                     2.0 * math.pi * params.cutoff_hz * 1e-6)
     np.log(log_in, out=log_in)
     np.exp(decay, out=decay)
@@ -350,26 +354,37 @@ def _init_pixels(log0, t_us, leak_hz, cp, seed, lp, lref, budget, draws):
         draws[i] += np.uint64(1)
 
 
+@numba.njit(cache=True, inline="always")
+def _put(frames, k, i, fill, k_new, raw_new, v, x, log_eps, w1, w0, dt_us):
+    """Append frame k's input to pixel i's changes (see :func:`_changes`)."""
+    p = fill[i]
+    fill[i] = p + 1
+    raw = float(frames[k, i])
+    inten = min(max(raw, 0.0), 1.0)
+    k_new[p] = k
+    raw_new[p] = raw
+    v[p] = inten + log_eps
+    x[p] = (w1 * inten + w0) * dt_us
+
+
 @numba.njit(cache=True)
-def _changes(frames, ta, tb, log_eps, w_us):
-    """Where each pixel's input changes: every pixel at the block's first frame, then at every
-    frame whose raw value or interval differs from the frame before (NaN always differs).
+def _changes(frames, pos, ta, tb, log_eps, w_us):
+    """Each pixel's input changes: every pixel at the block's first frame, then the flat
+    indices ``pos`` (ascending) into ``frames[1:]``.
 
     Returns, pixel by pixel (pixel i's changes at ``start[i]:start[i + 1]``, in frame order),
     the frame index, the raw value, ``I + eps`` and ``-2 pi f_c(I) dt`` (float32, for a
-    vectorised log and exp; I = the value clipped to [0, 1]). Frames are read row by row.
+    vectorised log and exp; I = the value clipped to [0, 1]).
     """
-    n_frames, n_pix = frames.shape
+    n_pix = frames.shape[1]
     start = np.zeros(n_pix + 1, np.int64)
     for i in range(n_pix):
         start[i + 1] = 1
-    for k in range(1, n_frames):
-        if tb[k] - ta[k] != tb[k - 1] - ta[k - 1]:
-            for i in range(n_pix):
-                start[i + 1] += 1
-        else:
-            for i in range(n_pix):
-                start[i + 1] += frames[k, i] != frames[k - 1, i]
+    row = 0                                             # flat index of the frame's first pixel
+    for q in pos:
+        while q >= row + n_pix:
+            row += n_pix
+        start[q - row + 1] += 1
     for i in range(n_pix):
         start[i + 1] += start[i]
     m = start[n_pix]
@@ -380,19 +395,15 @@ def _changes(frames, ta, tb, log_eps, w_us):
     fill = start[:n_pix].copy()
     w1 = -w_us * 255.0 / 275.0
     w0 = -w_us * 20.0 / 275.0
-    for k in range(n_frames):
-        dt_us = tb[k] - ta[k]
-        every = k == 0 or dt_us != tb[k - 1] - ta[k - 1]
-        for i in range(n_pix):
-            if every or frames[k, i] != frames[k - 1, i]:
-                q = fill[i]
-                fill[i] = q + 1
-                raw = float(frames[k, i])
-                inten = min(max(raw, 0.0), 1.0)
-                k_new[q] = k
-                raw_new[q] = raw
-                v[q] = inten + log_eps
-                x[q] = (w1 * inten + w0) * dt_us
+    for i in range(n_pix):                              # the first frame
+        _put(frames, 0, i, fill, k_new, raw_new, v, x, log_eps, w1, w0, tb[0] - ta[0])
+    k = 1
+    row = 0
+    for q in pos:
+        while q >= row + n_pix:
+            row += n_pix
+            k += 1
+        _put(frames, k, q - row, fill, k_new, raw_new, v, x, log_eps, w1, w0, tb[k] - ta[k])
     return start, k_new, raw_new, v, x
 
 
