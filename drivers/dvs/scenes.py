@@ -15,7 +15,7 @@ here (a 50 px/s saccade moves 0.05 px per frame).
   saccades", Front. Neurosci. 9:437, 2015);
 - :func:`from_frames`: any frame sequence, e.g. another device's uint8 camera frames.
 
-The bar and the digit are drawn by small numba loops straight into float32 frames (one pass,
+The bar, the disk and the digit are drawn by small numba loops straight into float32 frames (one pass,
 no float64 temporaries of the whole block).
 """
 
@@ -160,14 +160,29 @@ def rotating_disk(t_us: np.ndarray, shape: tuple[int, int], *, omega_rad_s: floa
     r = np.hypot(dx, dy)
     phi = np.arctan2(dy, dx)
     in_disk = np.clip(radius - r + 0.5, 0.0, 1.0)
-    ang = phase_rad + omega_rad_s * np.asarray(t_us, dtype=np.float64)[:, None, None] * 1e-6
-    a = np.mod(phi - ang, 2 * math.pi)                                               # from the trailing side
-    inside = np.minimum(a, sector_rad - a)
-    outside = -np.minimum(a - sector_rad, 2 * math.pi - a)
-    dist = np.where(a < sector_rad, inside, outside) * np.maximum(r, 0.5)             # px to the nearest side
-    in_sector = np.clip(0.5 + dist, 0.0, 1.0)
-    face = disk + (sector - disk) * in_sector
-    return (background + (face - background) * in_disk).astype(np.float32)
+    ang = phase_rad + omega_rad_s * np.asarray(t_us, dtype=np.float64) * 1e-6
+    out = np.empty((len(ang), h, w), np.float32)
+    _disk_frames(r.ravel(), phi.ravel(), in_disk.ravel(), ang, float(sector_rad), float(background), float(disk),
+                 float(sector), out.reshape(len(ang), -1))
+    return out
+
+
+@numba.njit(cache=True)
+def _disk_frames(r, phi, in_disk, ang, sector_rad, background, disk, sector, out):
+    """The rotating disk's frames: per pixel the angle from the sector's trailing side, its
+    distance in px to the nearest side, anti-aliased over one pixel, and the rim's coverage."""
+    two_pi = 2.0 * math.pi
+    for k in range(ang.shape[0]):
+        for i in range(r.shape[0]):
+            a = (phi[i] - ang[k]) % two_pi                                       # from the trailing side
+            if a < sector_rad:
+                dist = min(a, sector_rad - a)
+            else:
+                dist = -min(a - sector_rad, two_pi - a)
+            dist *= max(r[i], 0.5)                                               # px to the nearest side
+            in_sector = min(max(0.5 + dist, 0.0), 1.0)
+            face = disk + (sector - disk) * in_sector
+            out[k, i] = background + (face - background) * in_disk[i]
 
 
 def load_digit_images() -> tuple[np.ndarray, np.ndarray]:
