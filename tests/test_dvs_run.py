@@ -16,12 +16,15 @@ from labbench.spec.protocol import load
 
 @pytest.mark.slow
 def test_saccade_digits_event_counts_beat_95_percent(ray_session, store_root):
-    run = lb.run(load(PROTOCOLS / "dvs_digits.toml"), store_root=store_root, progress=False)
+    """dvs_digits.toml on 1,000 training and 300 held-out digits (stratified), to keep the suite
+    short; the whole protocol (1,078 / 719) is measured in docs/dvs.md (0.983 vs 0.974)."""
+    proto = load(PROTOCOLS / "dvs_digits.toml", overrides=["task.n_test=300", "run.train=70000", "run.test=21000"])
+    run = lb.run(proto, store_root=store_root, progress=False)
     assert run.status == "complete", run.error
     dvs, pixels = run.metrics["dvs/logistic"], run.metrics["pixels/logistic"]
-    print(f"saccade digits, 719 held out: DVS event counts {dvs['accuracy']:.4f}, static pixels "
+    print(f"saccade digits, 1,000 train / 300 held out: DVS event counts {dvs['accuracy']:.4f}, static pixels "
           f"{pixels['accuracy']:.4f}")
-    assert dvs["n_test"] == pixels["n_test"] == 719
+    assert dvs["n_test"] == pixels["n_test"] == 300
     assert dvs["accuracy"] >= 0.95
     assert pixels["accuracy"] >= 0.90
     # every event is in the store, and the features of a digit are its events binned per row
@@ -37,24 +40,24 @@ def test_saccade_digits_event_counts_beat_95_percent(ray_session, store_root):
 
 @pytest.mark.slow
 def test_the_dvs_lsm_chain_runs_as_one_protocol(ray_session, store_root):
-    """dvs_lsm_digits.toml on 300 training and 100 held-out digits: both streams are stored, the
+    """dvs_lsm_digits.toml on 200 training and 60 held-out digits: both streams are stored, the
     liquid's inputs are the retina's binned events, and both readouts learn."""
     proto = load(PROTOCOLS / "dvs_lsm_digits.toml",
-                 overrides=["task.n_test=100", "run.train=21000", "run.test=7000"])
+                 overrides=["task.n_test=60", "run.train=14000", "run.test=4200"])
     run = lb.run(proto, store_root=store_root, progress=False)
     assert run.status == "complete", run.error
     g = zarr.open_group(str(run.store), mode="r")
     retina, liquid = g["retina"], g["liquid"]
-    assert retina.attrs["committed"] == liquid.attrs["committed"] == 28000
-    assert liquid["inputs"].shape == (28000, 578) and liquid["features"].shape == (28000, 1000)
+    assert retina.attrs["committed"] == liquid.attrs["committed"] == 18200
+    assert liquid["inputs"].shape == (18200, 578) and liquid["features"].shape == (18200, 1000)
     np.testing.assert_array_equal(liquid["inputs"][:], retina["features"][:])
     # ... and those are the retina's events binned to the liquid's rows (5 ms)
     ev = from_columns(lb.open_run(run.store).raw("retina", "events"))
-    binned = count_maps(ev, (34, 34), (2, 2), offsets=bin_rows(ev, 5000 * np.arange(28001)))
+    binned = count_maps(ev, (34, 34), (2, 2), offsets=bin_rows(ev, 5000 * np.arange(18201)))
     np.testing.assert_array_equal(liquid["inputs"][:], binned)
     assert lb.open_run(run.store).raw("liquid", "spikes")["step"].size > 0
     acc = {d: run.metrics[f"{d}/linear"]["accuracy"] for d in ("retina", "liquid")}
-    print("300 train / 100 test digits:", acc)
+    print("200 train / 60 test digits:", acc)
     assert acc["retina"] >= 0.85 and acc["liquid"] >= 0.80
 
 
