@@ -33,6 +33,8 @@ SMALL = {
     "spontaneous": {"channels": 2},
     "rate_clamp": {"target": 0.5},          # closed-loop: inputs come from a policy (tests/test_policy_loop.py)
     "feedback": {},
+    "saccade_digits": {"present": 3, "rest": 1, "n_test": 100},
+    "gestures": {"present": 3, "rest": 1, "n_per_class": 10, "n_test_per_class": 2},
 }
 OPEN_LOOP = sorted(name for name, cls in TASKS.items() if not cls.closed_loop)
 
@@ -56,7 +58,7 @@ def _lorenz_raw(data: TaskData) -> np.ndarray:
 
 def test_registry_names_match_classes():
     assert set(TASKS) == {"mackey_glass", "narma", "lorenz", "memory_capacity", "digits", "spoken_digits", "xor",
-                          "pattern_xor", "spontaneous", "rate_clamp", "feedback"}
+                          "pattern_xor", "spontaneous", "rate_clamp", "feedback", "saccade_digits", "gestures"}
     for name, cls in TASKS.items():
         assert issubclass(cls, Task)
         assert get_task(name, **SMALL[name]).name == name
@@ -89,7 +91,8 @@ def test_shapes_dtype_and_determinism(name):
     assert a.inputs.shape == (300, task.n_inputs)
     assert a.targets.shape == (300, task.n_outputs)
     assert a.inputs.dtype == np.float64 and a.targets.dtype == np.float64
-    assert np.all(np.isfinite(a.inputs)) and np.all(np.isfinite(a.targets))
+    shown = slice(None) if a.sequence is None else a.sequence >= 0   # a sequence's rest rows have no target
+    assert np.all(np.isfinite(a.inputs)) and np.all(np.isfinite(a.targets[shown]))
     b = task.generate(300, seed=1)
     np.testing.assert_array_equal(a.inputs, b.inputs)
     np.testing.assert_array_equal(a.targets, b.targets)
