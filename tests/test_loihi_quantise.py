@@ -12,13 +12,12 @@ import math
 
 import numpy as np
 import pytest
-
 from labbench.drivers.esn.driver import ESNParams
 from labbench.drivers.loihi.network import LoihiNetwork
 from labbench.drivers.loihi.quantise import decays, quantise_lsm, response_integral
 from labbench.drivers.lsm import LiquidStateMachine, LSMParams
 
-ONE = dict(units=1, input_mode="spikes", input_connectivity=1.0, input_weight=2.0, t_ref=0.0, seed=0)
+ONE = {"units": 1, "input_mode": "spikes", "input_connectivity": 1.0, "input_weight": 2.0, "t_ref": 0.0, "seed": 0}
 
 
 def _decay(x: np.ndarray, d: int) -> np.ndarray:
@@ -70,7 +69,7 @@ def test_response_integral_is_the_sum_of_the_float_psp():
 
 
 def test_threshold_and_decays_follow_the_formulas():
-    p = dict(units=200, p=0.1, seed=3)
+    p = {"units": 200, "p": 0.1, "seed": 3}
     net, rep = quantise_lsm(p)
     assert (net.du, net.dv) == (410, 102) == (rep.du, rep.dv)
     assert net.vth == round((-55.0 - -70.0) * rep.scale / 64) == rep.vth
@@ -85,8 +84,8 @@ def test_threshold_and_decays_follow_the_formulas():
 # -- wiring -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["poisson", "current"])
 def test_same_wiring_and_input_wiring_as_the_float_lsm(mode):
-    params = dict(units=300, p=0.1, input_mode=mode, input_sources=3 if mode == "poisson" else 1,
-                  n_inputs=2, input_connectivity=0.2, seed=7)
+    params = {"units": 300, "p": 0.1, "input_mode": mode, "input_sources": 3 if mode == "poisson" else 1,
+                  "n_inputs": 2, "input_connectivity": 0.2, "seed": 7}
     net, _ = quantise_lsm(params)
     with LiquidStateMachine(**params) as lsm:
         adj = lsm.adjacency_.toarray()                 # pre x post
@@ -103,7 +102,7 @@ def test_same_wiring_and_input_wiring_as_the_float_lsm(mode):
 # -- weights ----------------------------------------------------------------------------------------------
 def test_weights_on_the_grid_are_exact():
     # tau_i = tau_e: the inhibitory jump is exactly -4 x the excitatory one -> mantissas 64 and -256
-    net, rep = quantise_lsm(dict(units=200, w_exc=0.5, w_inh=-2.0, tau_i=5.0, seed=1))
+    net, rep = quantise_lsm({"units": 200, "w_exc": 0.5, "w_inh": -2.0, "tau_i": 5.0, "seed": 1})
     assert rep.mantissas["excitatory"] == 64 and rep.mantissas["inhibitory"] == -256
     assert rep.relative_weight_error["recurrent"] == 0.0
     assert set(np.unique(net.recurrent.weights)) == {-256, 0, 64}
@@ -112,8 +111,8 @@ def test_weights_on_the_grid_are_exact():
 
 @pytest.mark.parametrize("w_exc, w_inh, tau_i", [(0.5, -2.0, 10.0), (0.37, -2.9, 7.3), (1.5, -0.2, 10.0)])
 def test_relative_weight_error_is_small(w_exc, w_inh, tau_i):
-    params = dict(units=200, w_exc=w_exc, w_inh=w_inh, tau_i=tau_i, input_mode="poisson",
-                  input_weight=3.0, input_sources=5, seed=2)
+    params = {"units": 200, "w_exc": w_exc, "w_inh": w_inh, "tau_i": tau_i, "input_mode": "poisson",
+                  "input_weight": 3.0, "input_sources": 5, "seed": 2}
     net, rep = quantise_lsm(params)
     err = rep.relative_weight_error
     assert 0.0 <= err["recurrent"] < 0.02 and 0.0 <= err["input"] < 0.01
@@ -123,10 +122,10 @@ def test_relative_weight_error_is_small(w_exc, w_inh, tau_i):
 
 
 def test_u_and_v_stay_inside_24_bits_at_the_stated_rate():
-    _, rep = quantise_lsm(dict(units=1000, seed=0), rate_hz=50.0)
+    _, rep = quantise_lsm({"units": 1000, "seed": 0}, rate_hz=50.0)
     h = rep.headroom
     assert h["u_bound"] <= h["limit"] and h["v_bound"] <= h["limit"] == 2**23 - 1
-    _, hot = quantise_lsm(dict(units=1000, seed=0), rate_hz=400.0)   # more headroom: smaller exponent
+    _, hot = quantise_lsm({"units": 1000, "seed": 0}, rate_hz=400.0)   # more headroom: smaller exponent
     assert hot.weight_exp < rep.weight_exp and hot.headroom["v_bound"] <= 2**23 - 1
 
 
@@ -175,23 +174,23 @@ def test_report_is_json_and_lists_what_is_dropped():
         assert word in text
     assert any("v_reset" in w for w in d["warnings"])
     assert set(d["relative_weight_error"]) == {"recurrent", "input"}
-    _, clean = quantise_lsm(dict(units=50, t_ref=0.0, tau_i=5.0, input_mode="spikes", seed=0))
+    _, clean = quantise_lsm({"units": 50, "t_ref": 0.0, "tau_i": 5.0, "input_mode": "spikes", "seed": 0})
     text = " ".join(clean.dropped)
     assert "refractory" not in text and "tau_i" not in text and "noise" not in text and "delays" in text
 
 
 def test_refuses_an_esn():
-    for params in (dict(units=100, spectral_radius=0.9, leak=0.3), ESNParams(units=100)):
+    for params in ({"units": 100, "spectral_radius": 0.9, "leak": 0.3}, ESNParams(units=100)):
         with pytest.raises(ValueError, match="an ESN is not a LIF network"):
             quantise_lsm(params)
     with pytest.raises(ValueError, match="units"):
-        quantise_lsm(dict(units=-3))
+        quantise_lsm({"units": -3})
     with pytest.raises(TypeError, match="dict or LSMParams"):
         quantise_lsm([1, 2])
 
 
 def test_network_round_trips_through_plain_arrays():
-    net, _ = quantise_lsm(dict(units=100, seed=4))
+    net, _ = quantise_lsm({"units": 100, "seed": 4})
     a = net.to_arrays()
     b = LoihiNetwork.from_arrays(a).to_arrays()
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

@@ -45,7 +45,7 @@ def test_matches_the_pair_sum_formula_on_random_trains():
     _, per = van_rossum_distance(a, b, tau)
     for n in range(4):
         ta, tb = np.flatnonzero(a[:, n]), np.flatnonzero(b[:, n])
-        k = lambda x, y: np.exp(-np.abs(x[:, None] - y[None, :]) / tau).sum()  # noqa: E731
+        k = lambda x, y: np.exp(-np.abs(x[:, None] - y[None, :]) / tau).sum()
         d2 = 0.5 * (k(ta, ta) + k(tb, tb) - 2 * k(ta, tb))
         assert per[n] == pytest.approx(math.sqrt(max(d2, 0.0)), rel=1e-9, abs=1e-12)
 
