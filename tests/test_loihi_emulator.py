@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from labbench.drivers.loihi.emulator import Emulator, EmulatorSteps, effective_weights
 from labbench.drivers.loihi.network import DenseLayer, LoihiNetwork
 
