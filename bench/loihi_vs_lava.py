@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from labbench.drivers.loihi.emulator import Emulator
 from labbench.drivers.loihi.lava_backend import LavaBackend, find_lava_python
 from labbench.drivers.loihi.network import DenseLayer, LoihiNetwork

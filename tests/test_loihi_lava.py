@@ -10,13 +10,11 @@ the reason, only where no Lava interpreter exists (``$LABBENCH_LAVA_PYTHON`` or
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from labbench.drivers.loihi.emulator import Emulator
 from labbench.drivers.loihi.lava_backend import (
     WORKER_SCRIPT,
@@ -233,5 +231,4 @@ def test_missing_interpreter_is_one_clear_line(tmp_path):
 def test_worker_script_imports_no_labbench():
     src = WORKER_SCRIPT.read_text()
     assert "labbench" not in src.split('"""', 2)[2].replace("LABBENCH_WORKER_WIRE", "")
-    assert os.path.basename(sys.executable)  # the 3.11 side never imports lava itself
-    assert "lava" not in {m.split(".")[0] for m in sys.modules}
+    assert "lava" not in {m.split(".")[0] for m in sys.modules}   # the 3.11 side never imports lava

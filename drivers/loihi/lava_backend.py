@@ -68,7 +68,7 @@ def lava_loihi_available(python: str | os.PathLike | None = None) -> bool:
         return False
     code = f"import importlib.util, sys; sys.exit(0 if importlib.util.find_spec({LOIHI_MODULE!r}) else 1)"
     try:
-        return subprocess.run([str(python), "-c", code], capture_output=True, timeout=120).returncode == 0
+        return subprocess.run([str(python), "-c", code], capture_output=True, timeout=120, check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 

@@ -50,20 +50,20 @@ _spec = importlib.util.spec_from_file_location("worker_wire", _WIRE)
 worker_wire = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(worker_wire)
 
-import lava  # noqa: E402
-from lava.magma.core.decorator import implements, requires, tag  # noqa: E402
-from lava.magma.core.model.py.type import LavaPyType  # noqa: E402
-from lava.magma.core.resources import CPU  # noqa: E402
-from lava.magma.core.run_conditions import RunSteps  # noqa: E402
-from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
-from lava.proc.dense.process import Dense  # noqa: E402
-from lava.magma.core.model.py.model import PyLoihiProcessModel  # noqa: E402
-from lava.magma.core.model.py.ports import PyInPort, PyOutPort  # noqa: E402
-from lava.magma.core.process.ports.ports import InPort, OutPort  # noqa: E402
-from lava.magma.core.process.process import AbstractProcess  # noqa: E402
-from lava.proc.lif.models import PyLifModelBitAcc  # noqa: E402
-from lava.proc.lif.process import LIF  # noqa: E402
-from lava.utils.weightutils import SignMode  # noqa: E402
+import lava
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.resources import CPU
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.dense.process import Dense
+from lava.proc.lif.models import PyLifModelBitAcc
+from lava.proc.lif.process import LIF
+from lava.utils.weightutils import SignMode
 
 #: the module Intel's closed lava-loihi adds (Loihi2HwCfg fails deep without it)
 LOIHI_MODULE = "lava.magma.core.model.nc.model"
