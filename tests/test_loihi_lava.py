@@ -11,6 +11,7 @@ the reason, only where no Lava interpreter exists (``$LABBENCH_LAVA_PYTHON`` or
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,19 @@ CONFIGS = {
 
 def _input(seed: int, n_in: int, rate: float = 0.1) -> np.ndarray:
     return np.random.default_rng(1000 + seed).random((T_STEPS, n_in)) < rate
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
 
 
 def _wraps(u: np.ndarray) -> bool:
@@ -173,6 +187,7 @@ def test_backend_matches_emulator_counts_and_reset():
     x = _input(2, 8)[:300]
     em = Emulator(net)
     with LavaBackend(net, record=True, buffer=128) as lava:
+        pgid = lava.worker_pid
         a = lava.run(x[:200], record=True)
         b = lava.run(x[200:])
         e = em.run(x, record=True)
@@ -190,6 +205,11 @@ def test_backend_matches_emulator_counts_and_reset():
         assert lava.counts == em.counts
         with pytest.raises(ValueError, match=r"spikes_in must have shape \(T, 8\)"):
             lava.run(np.zeros((3, 2), bool))
+        assert len(_group_members(pgid)) >= 3, "Lava's runtime processes should be running in the worker's group"
+    deadline = time.monotonic() + 10.0      # SIGKILL is delivered asynchronously
+    while _group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _group_members(pgid) == [], "Lava processes outlived LavaBackend.close()"
 
 
 @needs_lava

@@ -151,6 +151,11 @@ class LavaBackend:
         return self.network.n_inputs
 
     @property
+    def worker_pid(self) -> int:
+        """The worker's process id; Lava's runtime processes are in its process group."""
+        return self._worker.pid
+
+    @property
     def counts(self) -> dict[str, int]:
         """Operation counts since the last :meth:`reset`."""
         return dict(self._counts)
