@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import platform
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync as _sync
 
 from ..version import __version__
 from .layout import STATUSES, StoreError, jsonable, now_iso, versions
@@ -181,6 +183,41 @@ class RunStore:
         self._root.attrs.update(jsonable({"status": status, "error": error, "ended": now_iso()}))
 
 
+async def _write_all(writes: list[tuple[zarr.Array, Any, np.ndarray]]) -> None:
+    """``arr[sel] = data`` for every write, concurrently on zarr's I/O loop."""
+    await asyncio.gather(*(arr.async_array.setitem(sel, data) for arr, sel, data in writes))
+
+
+class _RawStream:
+    """The arrays of one raw stream and how far they are written.
+
+    Columns and ``offsets`` grow by doubling (whole chunks), not on every block, so an append
+    is one write per column; ``rows`` and ``blocks`` say how much of them holds data (readers
+    go by ``offsets`` and the device's ``blocks``). :meth:`_DeviceWriter.trim` cuts them to
+    size when the run ends."""
+
+    def __init__(self, columns: dict[str, zarr.Array], offsets: zarr.Array, rows: int, blocks: int) -> None:
+        self.columns = columns
+        self.offsets = offsets
+        self.rows = rows
+        self.blocks = blocks
+
+    def reserve(self, rows: int, blocks: int) -> None:
+        """Grow the columns to hold ``rows`` rows and ``offsets`` to hold ``blocks`` entries."""
+        for arr in self.columns.values():
+            if arr.shape[0] < rows:
+                arr.resize((max(rows, 2 * arr.shape[0], arr.chunks[0]), *arr.shape[1:]))
+        if self.offsets.shape[0] < blocks:
+            self.offsets.resize((max(blocks, 2 * self.offsets.shape[0], self.offsets.chunks[0]),))
+
+    def trim(self) -> None:
+        for arr in self.columns.values():
+            if arr.shape[0] != self.rows:
+                arr.resize((self.rows, *arr.shape[1:]))
+        if self.offsets.shape[0] != self.blocks:
+            self.offsets.resize((self.blocks,))
+
+
 class _DeviceWriter:
     def __init__(self, group: zarr.Group, arrays: dict[str, zarr.Array], chunk_rows: int) -> None:
         self.group = group
@@ -188,7 +225,7 @@ class _DeviceWriter:
         self.chunk_rows = chunk_rows
         self.committed = 0
         self.n_blocks = 0
-        self._raw: dict[str, dict[str, zarr.Array]] = {}
+        self._raw: dict[str, _RawStream] = {}
 
     @classmethod
     def reopen(cls, group: zarr.Group) -> _DeviceWriter:
@@ -199,15 +236,13 @@ class _DeviceWriter:
         self.n_blocks = int(group.attrs.get("blocks", 0))
         if "raw" in group:
             for stream, g in group["raw"].groups():
-                cols = {name: arr for name, arr in g.arrays()}
-                offsets = cols["offsets"]
+                cols = {name: arr for name, arr in g.arrays() if name != "offsets"}
+                offsets = g["offsets"]
                 keep_blocks = min(self.n_blocks, offsets.shape[0])
                 keep = int(offsets[keep_blocks - 1]) if keep_blocks else 0
-                offsets.resize((keep_blocks,))
-                for name, arr in cols.items():
-                    if name != "offsets" and arr.shape[0] != keep:
-                        arr.resize((keep, *arr.shape[1:]))
-                self._raw[stream] = cols
+                raw = _RawStream(cols, offsets, keep, keep_blocks)
+                raw.trim()   # rows written past the last committed block are cut off
+                self._raw[stream] = raw
         group.attrs.update({"stream_done": False})
         return self
 
@@ -227,48 +262,67 @@ class _DeviceWriter:
             if len(data) != n:
                 raise ValueError(f"block arrays disagree in length: features has {n} rows, {key} has {len(data)}")
         a, b = self.committed, self.committed + n
+        writes = []
         for key, data in parts.items():
             arr = self.arrays[key]
             self._ensure_rows(arr, b)
-            arr[a:b] = data
-        if raw:
-            self._append_raw(raw)
+            writes.append((arr, slice(a, b), np.asarray(data, dtype=arr.dtype)))
+        writes += self._raw_writes(raw or {})
+        # every chunk of the block in one round trip to zarr's I/O loop, then the commit
+        _sync(_write_all(writes))
+        for stream in self._raw.values():
+            stream.blocks = self.n_blocks + 1
         self.committed = b
         self.n_blocks += 1
         self.group.attrs.update({"committed": b, "blocks": self.n_blocks})
         return b
 
-    def _append_raw(self, raw: dict[str, dict[str, np.ndarray]]) -> None:
+    def _raw_writes(self, raw: dict[str, dict[str, np.ndarray]]) -> list[tuple[zarr.Array, Any, np.ndarray]]:
+        """The writes of a block's raw rows: each column's new rows and, for every raw stream of
+        the device (those without rows in this block too), its offset after this block, so that
+        ``offsets[k]`` is the stream's row count after device block ``k``."""
+        blocks = {}
         for stream, cols in raw.items():
             cols = {c: np.asarray(v) for c, v in cols.items()}
             if stream not in self._raw:
                 self._raw[stream] = self._create_raw(stream, cols)
-            arrays = self._raw[stream]
-            first = next(iter(cols.values()))
-            start = arrays[next(iter(cols))].shape[0]
+            arrays = self._raw[stream].columns
+            if set(cols) != set(arrays):
+                raise ValueError(f"raw stream {stream!r}: block has columns {sorted(cols)}, expected "
+                                 f"{sorted(arrays)}")
+            first = len(next(iter(cols.values())))
             for c, v in cols.items():
                 arr = arrays[c]
-                if v.shape[1:] != arr.shape[1:] or len(v) != len(first):
+                if v.shape[1:] != arr.shape[1:] or len(v) != first:
                     raise ValueError(f"raw stream {stream!r} column {c!r}: block has shape {v.shape}, expected "
-                                     f"({len(first)}, {', '.join(map(str, arr.shape[1:]))}) rows of cells "
+                                     f"({first}, {', '.join(map(str, arr.shape[1:]))}) rows of cells "
                                      f"{tuple(arr.shape[1:])}")
+            blocks[stream] = (cols, first)
+        writes = []
+        k = self.n_blocks
+        for stream, rs in self._raw.items():
+            cols, count = blocks.get(stream, ({}, 0))
+            rs.reserve(rs.rows + count, k + 1)
             for c, v in cols.items():
-                arr = arrays[c]
-                arr.resize((start + len(first), *arr.shape[1:]))
-                arr[start:] = v
-            off = arrays["offsets"]
-            off.resize((off.shape[0] + 1,))
-            off[-1] = start + len(first)
+                arr = rs.columns[c]
+                writes.append((arr, slice(rs.rows, rs.rows + count), v.astype(arr.dtype, copy=False)))
+            rs.rows += count
+            writes.append((rs.offsets, slice(k, k + 1), np.array([rs.rows], dtype=np.int64)))
+        return writes
 
-    def _create_raw(self, stream: str, cols: dict[str, np.ndarray]) -> dict[str, zarr.Array]:
+    def _create_raw(self, stream: str, cols: dict[str, np.ndarray]) -> _RawStream:
         """The arrays of a raw stream, made on its first block. A column whose rows are cells of a
         shape (frames) is an array ``(rows, *cell)`` chunked along its rows, about
-        :data:`RAW_CHUNK_BYTES` a chunk; its cell shape must be the one the device's spec declares."""
+        :data:`RAW_CHUNK_BYTES` a chunk; its cell shape must be the one the device's spec declares.
+        A stream first seen at device block ``k`` has offset 0 for the blocks before it."""
         declared = ((self.group.attrs.get("spec") or {}).get("raw") or {}).get(stream) or {}
         shapes, dims = declared.get("shapes") or {}, declared.get("dims") or {}
         g = self.group.require_group(f"raw/{stream}")
         out: dict[str, zarr.Array] = {}
         for c, v in cols.items():
+            if c == "offsets":
+                raise ValueError(f"raw stream {stream!r}: 'offsets' is reserved for the block offsets; rename "
+                                 f"the column")
             cell = tuple(v.shape[1:])
             if c in shapes and tuple(shapes[c]) != cell:
                 raise ValueError(f"raw stream {stream!r} column {c!r}: cells of shape {cell}, but the device's "
@@ -280,14 +334,16 @@ class _DeviceWriter:
                 rows, names = 65536, ()
             out[c] = g.create_array(c, shape=(0, *cell), chunks=(rows, *cell), dtype=v.dtype,
                                     dimension_names=(f"{stream}_row", *names), compressors=None)
-        out["offsets"] = g.create_array("offsets", shape=(0,), chunks=(4096,), dtype="int64",
-                                        dimension_names=(f"{stream}_block",), compressors=None)
-        return out
+        offsets = g.create_array("offsets", shape=(0,), chunks=(4096,), dtype="int64",
+                                 dimension_names=(f"{stream}_block",), compressors=None, fill_value=0)
+        return _RawStream(out, offsets, 0, 0)
 
     def trim(self) -> None:
         for arr in self.arrays.values():
             if arr.shape[0] != self.committed:
                 arr.resize((self.committed, *arr.shape[1:]))
+        for stream in self._raw.values():
+            stream.trim()
 
 
 class ReadoutWriter:
