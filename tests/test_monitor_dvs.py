@@ -186,6 +186,43 @@ def test_panels_draw_the_events_frame_rate_and_row_raster(tmp_path):
         widget0.close()
 
 
+def test_paused_panning_plays_the_events_back(tmp_path, monkeypatch):
+    """Panning the linked time axis to an earlier stretch shows the frame and the row raster of
+    that stretch, read from the store (it is older than the events kept): both equal the counts
+    by hand; back at the end they show the last events again."""
+    import labbench.monitor.event_panel as ep
+
+    monkeypatch.setattr(ep, "READ_SPAN", 4)      # exercise the binary search on this small stream
+    store = _store(tmp_path / "run.zarr")
+    widget, panels = _layout(store.path)
+    try:
+        frame, row, rate = panels["event_frame"], panels["event_row"], panels["event_rate"]
+        ev = _all_events(DIGITS * PER // BLOCK)
+        t_s = ev["t"] * 1e-6
+        for right in (0.052, 0.3, 0.41):          # ends inside digit 1, in digit 7, just after digit 10's start
+            rate.plot.setXRange(right - 0.2, right, padding=0)
+            shown = rate.plot.vb.viewRange()[0][1]
+            sel = (t_s >= shown - 0.05) & (t_s < shown)
+            want = np.zeros((H, W))
+            np.add.at(want, (ev["y"][sel].astype(int), ev["x"][sel].astype(int)), np.where(ev["p"][sel], 1, -1))
+            np.testing.assert_array_equal(frame.image.image, want)
+            assert f"t = {shown:.3f} s" in frame.plot.titleLabel.text
+            in_row = (ev["y"] == H // 2) & (t_s >= shown - 0.5) & (t_s <= shown)
+            drawn = np.concatenate([item.getData()[1] for item, _, _ in row.dots])
+            assert sorted(drawn) == pytest.approx(sorted(t_s[in_row]))
+        assert np.abs(frame.image.image).sum() > 0
+        # back to the end: the window to the last event
+        end = DIGITS * PER * ROW_US * 1e-6
+        rate.plot.setXRange(end - 0.2, end, padding=0)
+        last = t_s[-1]
+        sel = (t_s >= last - 0.05) & (t_s <= last)
+        want = np.zeros((H, W))
+        np.add.at(want, (ev["y"][sel].astype(int), ev["x"][sel].astype(int)), np.where(ev["p"][sel], 1, -1))
+        np.testing.assert_array_equal(frame.image.image, want)
+    finally:
+        widget.close()
+
+
 def test_window_shows_the_event_panels(tmp_path):
     """Through the monitor window: needs the window to pass the store to build_panels."""
     import inspect

@@ -38,6 +38,8 @@ from .source import DeviceFollower, Series, raw_committed_rows, read_raw_rows
 ON_COLOUR, OFF_COLOUR = "#D55E00", "#0072B2"
 #: events read per store read while catching up (bounds the memory of one update)
 READ_CHUNK = 1 << 20
+#: rows of the time column read at once at the end of a binary search (playback)
+READ_SPAN = 4096
 #: age bands of the row raster (older bands drawn fainter)
 AGE_BANDS = 4
 
@@ -182,12 +184,48 @@ class EventWindow:
         """Time (s) of the newest event kept (the end of the rows read when none is)."""
         return float(self.t[-1]) if len(self.t) else self.end_time
 
-    def net_counts(self, window_s: float) -> np.ndarray:
-        """ON minus OFF events per pixel, (H, W), over the ``window_s`` up to and including the
-        newest event kept (a quiet end of the run, a dark monitor, still shows the last events)."""
+    def until(self, end: float, span_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The events with ``end - span_s <= t < end`` (s): t, x, y, p. From the events kept
+        when they cover that span (following), else read from the store (playing back an
+        earlier stretch): two binary searches of the time column, then that slice, at most
+        ``max_events`` (the newest)."""
+        if self.rows == 0:
+            return self.between(0.0, 0.0)
+        kept_from = self.end_time - self.keep_s
+        if end - span_s >= kept_from - 1e-9 and end <= self.end_time + 1e-6:
+            return self.between(end - span_s, end)
+        committed = raw_committed_rows(self.store, self.device, self.stream)
+        lo = self._search(committed, (end - span_s) / self.time_scale)
+        hi = self._search(committed, end / self.time_scale)
+        lo = max(lo, hi - self.max_events)
+        cols = read_raw_rows(self.store, self.device, self.stream, [self.tcol, "x", "y", "p"], lo, hi)
+        return (np.asarray(cols[self.tcol], dtype=np.float64) * self.time_scale, cols["x"].astype(np.int64),
+                cols["y"].astype(np.int64), cols["p"].astype(bool))
+
+    def _search(self, n: int, value: float) -> int:
+        """The first event (of the ``n`` committed) whose time is ``>= value`` (stream units)."""
+        lo, hi = 0, n
+        while hi - lo > READ_SPAN:           # bisect on single reads, then one read of the rest
+            mid = (lo + hi) // 2
+            t = read_raw_rows(self.store, self.device, self.stream, [self.tcol], mid, mid + 1)[self.tcol]
+            if len(t) and float(t[0]) < value:
+                lo = mid + 1
+            else:
+                hi = mid
+        t = np.asarray(read_raw_rows(self.store, self.device, self.stream, [self.tcol], lo, hi)[self.tcol],
+                       dtype=np.float64)
+        return lo + int(np.searchsorted(t, value, side="left"))
+
+    def net_counts(self, window_s: float, end: float | None = None) -> np.ndarray:
+        """ON minus OFF events per pixel, (H, W), over the ``window_s`` before ``end`` (s); by
+        default up to and including the newest event kept (a quiet end of the run, a dark
+        monitor, still shows the last events)."""
         h, w = self.shape
-        end = self.last_time
-        _, x, y, p = self.between(end - window_s, end + 1e-9)
+        if end is None:
+            end = self.last_time
+            _, x, y, p = self.between(end - window_s, end + 1e-9)
+        else:
+            _, x, y, p = self.until(end, window_s)
         ok = (x < w) & (y < h)
         idx = y[ok] * w + x[ok]
         return np.bincount(idx, weights=np.where(p[ok], 1.0, -1.0), minlength=h * w).reshape(h, w)
@@ -215,13 +253,26 @@ class EventFramePanel(Panel):
         self.levels = (-1.0, 1.0)
         self.bar: pg.ColorBarItem | None = None
         self._title = ""
+        self._shown: tuple = ()
         self.col = 0     # the column of the plot in its layout (the colour bar goes to its right)
 
     def update(self, dev: DeviceFollower, view: View) -> None:
         self.events.update(dev)
+        self.show_at(math.inf)
+
+    def show_at(self, t: float) -> None:
+        """Draw the ``window_s`` before time ``t`` (s); at or past the end of the rows read, the
+        window up to the newest event. Following calls it with the end; once following is
+        paused, zooming or panning the linked time axis plays the run back (its right edge)."""
         if self.events.rows == 0:
             return
-        net = self.events.net_counts(self.window_s)
+        at_end = t >= self.events.end_time
+        key = ("end", self.events.rows) if at_end else ("t", t)
+        if key == self._shown:
+            return
+        self._shown = key
+        net = self.events.net_counts(self.window_s, None if at_end else t)
+        end = self.events.last_time if at_end else t
         top = max(1.0, float(np.ceil(np.abs(net).max())))
         if top > self.levels[1] or top < 0.25 * self.levels[1]:   # steady colours: rescale on big changes only
             self.levels = (-top, top)
@@ -237,8 +288,8 @@ class EventFramePanel(Panel):
                                        label=f"ON − OFF (events per pixel in {ms:g} ms)")
             self.bar.setImageItem(self.image)
             self.layout.addItem(self.bar, row=self.row, col=self.col + 1)
-        title = (f"{self.events.stream}: {self.window_s * 1e3:g} ms to the last event, t = "
-                 f"{self.events.last_time:.3f} s "
+        title = (f"{self.events.stream}: {self.window_s * 1e3:g} ms to "
+                 f"{'the last event, ' if at_end else ''}t = {end:.3f} s "
                  f"(<span style='color:{ON_COLOUR}'>ON</span> − <span style='color:{OFF_COLOUR}'>OFF</span>)")
         if title != self._title:
             self.plot.setTitle(title)
@@ -317,13 +368,23 @@ class EventRowPanel(Panel):
                 plot.addItem(item)
                 self.dots.append((item, on, band))
         self._shown = 0
+        self._key: tuple = ()
 
     def update(self, dev: DeviceFollower, view: View) -> None:
         self.events.update(dev)
+        self.show_at(math.inf)
+
+    def show_at(self, t: float) -> None:
+        """Draw the ``raster_s`` before time ``t`` (s), or before the end of the rows read (at or
+        past it); see :meth:`EventFramePanel.show_at`."""
         if self.events.rows == 0:
             return
-        end = self.events.end_time
-        t, x, y, p = self.events.between(end - self.raster_s, math.inf)
+        end = min(t, self.events.end_time)
+        key = (end, self.events.rows)
+        if key == self._key:
+            return
+        self._key = key
+        t, x, y, p = self.events.until(end + 1e-9, self.raster_s + 1e-9)
         sel = y == self.sensor_row
         t, x, p = t[sel], x[sel], p[sel]
         band = np.clip(((t - (end - self.raster_s)) / self.raster_s * AGE_BANDS).astype(np.int64), 0, AGE_BANDS - 1)
@@ -368,5 +429,15 @@ def add_event_panels(layout: pg.GraphicsLayout, dev: DeviceFollower, store: str 
         layout.layout.setRowStretchFactor(row, 3)   # images need height
         images[f"event_frame{suffix}"] = frame
         images[f"event_row{suffix}"] = raster
+        plot.sigXRangeChanged.connect(_playback(plot, (frame, raster)))
         row += 1
     return rates, images, row
+
+
+def _playback(time_plot: pg.PlotItem, panels: tuple[Any, ...]) -> Any:
+    """A slot that shows ``panels`` at the right edge of ``time_plot``'s range (playback)."""
+    def changed(*_args: Any) -> None:
+        right = time_plot.vb.viewRange()[0][1]
+        for panel in panels:
+            panel.show_at(right)
+    return changed
