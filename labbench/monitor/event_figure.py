@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import zarr
@@ -55,13 +54,6 @@ class DigitEvents:
     digits: np.ndarray
     stream: str
     phase: str
-
-
-def digits_task(store: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The run's ``[task]`` table when it is ``saccade_digits``, else None."""
-    root = zarr.open_group(str(store), mode="r")
-    task = (root.attrs.get("protocol") or {}).get("task") or {}
-    return dict(task) if task.get("name") == "saccade_digits" else None
 
 
 def digit_event_means(store: str | os.PathLike[str], device: str, *, phase: str = "test",

@@ -91,19 +91,20 @@ def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None
     finally:
         win.close()
     figures: dict[str, str] = {}
-    from .xor_figure import xor_figure, xor_task
+    from .source import run_task
+    from .xor_figure import xor_figure
 
-    if xor_task(store) is not None:
+    if run_task(store, "pattern_xor") is not None:
         for name, dev in follower.devices.items():
             if dev.images and dev.committed:
                 path = out / f"{_safe(name)}_xor.png"
                 xor_figure(store, name, path)
                 figures[name] = path.name
     event_figures: dict[str, str] = {}
-    from .event_figure import digit_event_figure, digits_task
+    from .event_figure import digit_event_figure
     from .event_panel import event_streams
 
-    if digits_task(store) is not None:
+    if run_task(store, "saccade_digits") is not None:
         for name, dev in follower.devices.items():
             if (dev.committed and event_streams(dev.attrs.get("spec") or {})
                     and (store / name / "sequence" / "zarr.json").exists()):

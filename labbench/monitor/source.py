@@ -757,6 +757,12 @@ def _guess_scale(t: np.ndarray, dev: DeviceFollower, rows: int) -> float:
     return dev.dt * rows / max(last + 1.0, 1.0)
 
 
+def run_task(store: str | os.PathLike[str], name: str) -> dict[str, Any] | None:
+    """The run's ``[task]`` table (from its stored protocol) when the task is ``name``, else None."""
+    task = ((_group_attrs(Path(store)) or {}).get("protocol") or {}).get("task") or {}
+    return dict(task) if task.get("name") == name else None
+
+
 def raw_committed_rows(path: str | Path, device: str, stream: str) -> int:
     """Rows of the raw stream ``stream`` of ``device`` in its committed blocks (the offset of
     the last committed block; 0 before the first one, or when the device has no such stream)."""

@@ -19,12 +19,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import zarr
 
-from .source import image_streams
+from .source import image_streams, run_task
 
 #: condition labels in the order of :attr:`XorMeans.means`: bits (a, b) of inputs 0 and 1
 CONDITIONS = ("00", "01", "10", "11")
@@ -53,13 +52,6 @@ class XorMeans:
     phase: str
 
 
-def xor_task(store: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The run's ``[task]`` table when it is ``pattern_xor``, else None."""
-    root = zarr.open_group(str(store), mode="r")
-    task = (root.attrs.get("protocol") or {}).get("task") or {}
-    return dict(task) if task.get("name") == "pattern_xor" else None
-
-
 def xor_mean_frames(store: str | os.PathLike[str], device: str, *, phase: str = "test",
                     stream: str | None = None, chunk_rows: int = 512) -> XorMeans:
     """The mean frame of each XOR condition of ``device`` in the run ``store``.
@@ -78,7 +70,7 @@ def xor_mean_frames(store: str | os.PathLike[str], device: str, *, phase: str = 
     """
     if phase not in ("test", "all"):
         raise ValueError(f"phase must be 'test' or 'all', got {phase!r}")
-    task = xor_task(store)
+    task = run_task(store, "pattern_xor")
     if task is None:
         raise ValueError(f"{store}: not a pattern_xor run")
     hold, settle = int(task.get("hold", 25)), int(task.get("settle", 10))
@@ -162,7 +154,7 @@ def xor_figure(store: str | os.PathLike[str], device: str, out: str | os.PathLik
     application()
     win = pg.GraphicsLayoutWidget()
     win.resize(*size)
-    task = xor_task(store) or {}
+    task = run_task(store, "pattern_xor") or {}
     where = "test phase" if phase == "test" else "whole run"
     win.ci.addLabel(f"<b>{device}</b>: mean camera frame per XOR condition (inputs a, b), {where}, rows "
                     f"{task.get('settle')}-{int(task.get('hold', 0)) - 1} of each trial", row=0, col=0, colspan=5)
