@@ -119,7 +119,7 @@ class FeaturesPanel(Panel):
     def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
         super().__init__(plot)
         shown = len(dev.units)
-        sub = f", every {dev.unit_step}th of {dev.n_features}" if dev.unit_step > 1 else ""
+        sub = f", every {_ordinal(dev.unit_step)} of {dev.n_features}" if dev.unit_step > 1 else ""
         plot.setTitle(f"features ({shown} {dev.feature_name}s{sub})")
         plot.setLabel("bottom", *_time_label(dev))
         plot.setLabel("left", dev.feature_name)
@@ -562,3 +562,9 @@ def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower, *, readouts: bo
                 axis.setSIPrefixEnableRanges(())
             axis.enableAutoSIPrefix(False)
     return panels
+
+
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st, ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
