@@ -14,7 +14,7 @@ import zarr
 
 import labbench as lb
 from labbench.cli import main as cli
-from labbench.engine.live import Trainer, TrainerError, save_model, train_store
+from labbench.engine.live import Trainer, TrainerError, save_model
 from labbench.spec.protocol import ReadoutSection, from_dict
 from labbench.store import RunStore
 from labbench.tasks import Digits, Narma
