@@ -204,3 +204,46 @@ def test_a_sigkilled_loihi_run_resumes_to_the_uninterrupted_run_bit_for_bit(ray_
     assert len(ra["step"]) > 0
     for col in ("step", "neuron"):
         np.testing.assert_array_equal(ra[col], rb[col])
+
+
+LAVA_PROTOCOL = """
+[protocol]
+name = "loihi_lava"
+seed = 1
+[[devices]]
+name = "emulated"
+driver = "loihi"
+params = { units = 100, input_mode = "current", input_scaling = 100.0, steps_per_sample = 5, seed = 3 }
+[[devices]]
+name = "lava"
+driver = "loihi"
+params = { backend = "lava", units = 100, input_mode = "current", input_scaling = 100.0, steps_per_sample = 5, seed = 3 }
+[task]
+name = "narma"
+[run]
+washout = 20
+train = 300
+test = 100
+block = 140
+"""
+
+
+def test_the_lava_back_end_runs_a_protocol_from_this_bench_and_equals_the_emulator(ray_session, store_root):
+    """backend = "lava": Lava 0.10 itself, in the Python 3.10 worker, driven by this 3.11 bench
+    through Ray; its features and spikes equal the emulator's bit for bit."""
+    from labbench.drivers.loihi.lava_backend import find_lava_python
+
+    if find_lava_python() is None:
+        pytest.skip("no Python 3.10 interpreter with lava-nc (run `bash .ci/lava_venv.sh` or set "
+                    "LABBENCH_LAVA_PYTHON)")
+    result = lb.run(from_dict(__import__("tomllib").loads(LAVA_PROTOCOL)), store_root=store_root, progress=False)
+    assert result.status == "complete"
+    run = lb.open_run(result.store)
+    g = zarr.open_group(str(result.store), mode="r")
+    assert g["lava/features"][:].tobytes() == g["emulated/features"][:].tobytes()
+    a, b = run.raw("lava", "spikes"), run.raw("emulated", "spikes")
+    assert len(a["step"]) > 100
+    np.testing.assert_array_equal(a["step"], b["step"])
+    np.testing.assert_array_equal(a["neuron"], b["neuron"])
+    versions = g["lava"].attrs["describe"]["backend_versions"]
+    assert versions["lava"] == "0.10.0" and versions["python"].startswith("3.10.")

@@ -177,6 +177,9 @@ class Loihi(Reservoir):
             out["quantisation"] = self.quantisation_.to_dict()
             out["resources"] = energy.resources(self.network_)
             out["synapses"] = int(np.count_nonzero(self.network_.recurrent.weights))
+            versions = getattr(self._backend, "versions", None)
+            if versions:   # Lava's worker: its Lava, Python and numpy
+                out["backend_versions"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in versions.items()}
         return out
 
     # -- running -------------------------------------------------------------------------------
@@ -185,6 +188,9 @@ class Loihi(Reservoir):
         p = self.params
         u = np.asarray(self._check_input(u), dtype=np.float64)
         T, K, n = u.shape[0], p.steps_per_sample, p.units
+        if T == 0:   # the bench may send an empty block: no step, no state change
+            return Block(features=np.zeros((0, n), np.float32),
+                         raw={"spikes": {"step": np.zeros(0, np.int64), "neuron": np.zeros(0, np.int32)}})
         x = self.encode(u)
         t0 = time.perf_counter()
         spikes = self._backend.run(x).spikes                        # (T K, N) bool
@@ -192,8 +198,6 @@ class Loihi(Reservoir):
         per_step = spikes.reshape(T, K, n)
         if p.features == "counts":
             feats = per_step.sum(axis=1, dtype=np.float64)
-        elif T == 0:   # scipy's lfilter returns an uninitialised final state for an empty input
-            feats = np.zeros((0, n))
         else:
             P_tr = math.exp(-p.dt / p.tau_trace)
             trace, zf = lfilter([1.0], [1.0, -P_tr], spikes.astype(np.float64), axis=0,
@@ -212,6 +216,8 @@ class Loihi(Reservoir):
         by ``input_mode`` (see the module docstring)."""
         p = self.params
         T, K = u.shape[0], p.steps_per_sample
+        if T == 0:
+            return np.zeros((0, self.network_.n_inputs), np.uint8)
         if p.input_mode == "current":
             r = np.clip(u, 0.0, 1.0)
             self._clipped_values += int(np.count_nonzero(r != u))
