@@ -99,6 +99,44 @@ block = 50
 """
 
 
+def sigkill_run(protocol_text: str, tmp_path: Path, device: str, at_rows: int, *, timeout_s: float = 180) -> Path:
+    """Start ``labbench run`` on ``protocol_text`` in a process of its own, SIGKILL it (and the
+    Ray processes it started) once ``device`` has ``at_rows`` committed rows, and return its
+    store: a run whose writer died mid-stream."""
+    import subprocess
+    import sys
+    import time
+
+    import labbench as lb
+
+    proto_path = tmp_path / "kill.toml"
+    proto_path.write_text(protocol_text)
+    killed_root = tmp_path / "killed"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "labbench.cli", "run", str(proto_path), "--quiet",
+                             "--store-root", str(killed_root)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout_s
+        committed = 0
+        while committed < at_rows:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.05)
+            stores = list(killed_root.glob("*.zarr")) if killed_root.exists() else []
+            if stores and (stores[0] / device / "zarr.json").exists():
+                committed = lb.open_run(stores[0]).committed(device)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        try:  # the Ray processes that run started, and only those
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    (store,) = killed_root.glob("*.zarr")
+    return store
+
+
 def small_protocol(**overrides) -> dict:
     """A fast protocol as a dict (NARMA-10 on a 50-unit ESN)."""
     proto = {

@@ -1,17 +1,13 @@
 """`labbench run` end to end: Ray actor, run store, readouts, failures and SIGKILL."""
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import zarr
+from conftest import sigkill_run, small_protocol
 
 import labbench as lb
-from conftest import small_protocol
 from labbench.cli import main
 from labbench.spec.protocol import from_dict
 
@@ -116,32 +112,7 @@ block = 250
 
 
 def test_sigkilled_run_leaves_a_readable_store_equal_to_an_uninterrupted_run(ray_session, store_root, tmp_path):
-    proto_path = tmp_path / "kill.toml"
-    proto_path.write_text(KILL_PROTOCOL)
-    killed_root = tmp_path / "killed"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([sys.executable, "-m", "labbench.cli", "run", str(proto_path), "--quiet",
-                             "--store-root", str(killed_root)], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        committed = 0
-        while committed < 5000:
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "the run never got going"
-            time.sleep(0.1)
-            stores = list(killed_root.glob("*.zarr")) if killed_root.exists() else []
-            if stores and (stores[0] / "esn" / "zarr.json").exists():
-                committed = lb.open_run(stores[0]).committed("esn")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        try:  # the Ray processes that run started, and only those
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    (killed,) = killed_root.glob("*.zarr")
+    killed = sigkill_run(KILL_PROTOCOL, tmp_path, "esn", 5000)
     root = zarr.open_group(str(killed), mode="r")  # opens with plain zarr
     assert root.attrs["status"] == "running"
     n = root["esn"].attrs["committed"]

@@ -10,20 +10,17 @@ counts, energy, resources, the distance to the float LSM), the back-end selectio
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import zarr
+from conftest import sigkill_run
+from labbench.drivers.loihi import Loihi
+from labbench.drivers.loihi.emulator import Emulator
 
 import labbench as lb
 from labbench.cli import main
-from labbench.drivers.loihi import Loihi
-from labbench.drivers.loihi.emulator import Emulator
 from labbench.spec.protocol import from_dict
 
 SMALL_DT = 0.5   # the LSM's default dt (ms)
@@ -167,31 +164,7 @@ block = 250
 
 
 def test_a_sigkilled_loihi_run_resumes_to_the_uninterrupted_run_bit_for_bit(ray_session, store_root, tmp_path):
-    proto_path = tmp_path / "kill.toml"
-    proto_path.write_text(KILL_PROTOCOL)
-    killed_root = tmp_path / "killed"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([sys.executable, "-m", "labbench.cli", "run", str(proto_path), "--quiet",
-                             "--store-root", str(killed_root)], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 180
-        committed = 0
-        while committed < 1000:
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "the run never got going"
-            time.sleep(0.05)
-            stores = list(killed_root.glob("*.zarr")) if killed_root.exists() else []
-            if stores and (stores[0] / "loihi" / "zarr.json").exists():
-                committed = lb.open_run(stores[0]).committed("loihi")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    (killed,) = killed_root.glob("*.zarr")
+    killed = sigkill_run(KILL_PROTOCOL, tmp_path, "loihi", 1000)
     n = zarr.open_group(str(killed), mode="r")["loihi"].attrs["committed"]
     assert 1000 <= n < 40000
     assert main(["resume", str(killed), "--quiet"]) == 0

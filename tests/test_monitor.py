@@ -394,3 +394,25 @@ def test_a_readout_whose_history_is_not_there_yet_is_followed_without_error(tmp_
     f.poll()
     assert view.evaluations == 1 and view.history["row"].tolist() == [100.0]
     assert view.history["nrmse"].tolist() == [0.5]
+
+
+def test_the_report_puts_readouts_side_by_side_and_each_devices_summary_in_a_table(tmp_path):
+    """A device's own summary (e.g. Loihi's counts and energy) is a table of dotted keys, not a
+    readout row with dicts in its cells."""
+    from labbench.monitor.render import report
+
+    store = _store(tmp_path / "r.zarr", devices=("esn", "chip"))
+    for k in range(2):
+        _append(store, "esn", k)
+        _append(store, "chip", k)
+    store.set_summary_metrics("esn", "ridge", {"nrmse": 0.5, "n_train": 10, "n_test": 5})
+    store.set_summary_metrics("chip", "ridge", {"nrmse": 0.25, "n_train": 10, "n_test": 5})
+    store.set_summary_metrics("chip", "device", {"counts": {"spikes": 7}, "energy": {"energy_J": 0.125},
+                                                  "dropped": ["refractory period", "delays"]})
+    store.finish("complete")
+    md = Path(report(store.path, tmp_path / "rep")).read_text()
+    assert "| esn | ridge | 0.5 | 10 | 5 |" in md and "| chip | ridge | 0.25 | 10 | 5 |" in md
+    assert "| chip | device |" not in md
+    assert "**chip: device summary**" in md
+    assert "| counts.spikes | 7 |" in md and "| energy.energy_J | 0.125 |" in md
+    assert "| dropped | refractory period; delays |" in md

@@ -268,7 +268,8 @@ class Loihi(Reservoir):
         p = self.params
         counts = dict(self._backend.counts)
         out: dict[str, Any] = {"backend": p.backend, "counts": counts,
-                               "energy": energy.estimate(counts, self.network_),
+                               "energy": {k: v for k, v in energy.estimate(counts, self.network_).items()
+                                          if k != "counts"},
                                "resources": energy.resources(self.network_),
                                "backend_cpu_s": round(self._backend_s, 3),
                                "quantisation": {"relative_weight_error":

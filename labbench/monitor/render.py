@@ -135,7 +135,7 @@ def _markdown(follower: StoreFollower, images: dict[str, str], figures: dict[str
         lines.append(f"| {name} | {d.driver} | {d.committed:,} | {d.expected_rows or '—'} | "
                      f"{len(d.attrs.get('restarts') or [])} | {len(d.attrs.get('warnings') or [])} |")
     metrics = a.get("metrics") or {}
-    rows = [(dev, ro, m) for dev, ms in metrics.items() for ro, m in (ms or {}).items()]
+    rows = [(dev, ro, m) for dev, ms in metrics.items() for ro, m in (ms or {}).items() if ro != "device"]
     if rows:
         keys = sorted({k for _, _, m in rows for k in m if not k.startswith("n_")})
         lines += ["", "| device | readout | " + " | ".join(keys) + " | n_train | n_test |",
@@ -143,6 +143,11 @@ def _markdown(follower: StoreFollower, images: dict[str, str], figures: dict[str
         for dev, ro, m in rows:
             lines.append(f"| {dev} | {ro} | " + " | ".join(_fmt(m.get(k)) for k in keys)
                          + f" | {m.get('n_train', '')} | {m.get('n_test', '')} |")
+    for dev, ms in metrics.items():   # what a device reports of the whole run (counts, energy, ...)
+        summary = (ms or {}).get("device")
+        if summary:
+            lines += ["", f"**{dev}: device summary**", "", "| metric | value |", "|---|---|"]
+            lines += [f"| {k} | {v} |" for k, v in _flatten(summary)]
     timings = a.get("timings") or {}
     if timings:
         lines += ["", "Timings: " + ", ".join(f"{k} {_fmt(v)}" for k, v in timings.items()
@@ -160,6 +165,20 @@ def _markdown(follower: StoreFollower, images: dict[str, str], figures: dict[str
                        "of each class's digits")
             lines += ["", caption, "", f"![{name} events]({event_figures[name]})"]
     return "\n".join(lines) + "\n"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``(dotted.key, formatted value)`` of a nested summary; lists of scalars joined."""
+    out: list[tuple[str, str]] = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flatten(v, key + ".")
+        elif isinstance(v, (list, tuple)):
+            out.append((key, "; ".join(_fmt(x) for x in v)))
+        else:
+            out.append((key, _fmt(v)))
+    return out
 
 
 def _fmt(v: Any) -> str:
