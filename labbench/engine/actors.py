@@ -89,6 +89,11 @@ class DeviceActor:
         trace = learn_with_feedback(self.reservoir, pipeline.readout, teacher, sync)
         return pipeline, trace
 
+    def prepare_evaluation(self) -> None:
+        """Import what a trained readout needs here (scikit-learn, the readouts) before it arrives:
+        the bench calls it after the last block, so it runs while the trainers finish."""
+        from . import live  # noqa: F401
+
     def health(self) -> list[str]:
         return self.reservoir.health()
 
@@ -116,12 +121,15 @@ class TrainerActor:
     def __init__(self, path: str, spec: dict[str, Any], device: str, task: Any) -> None:
         from ..spec.protocol import ReadoutSection
 
+        from . import live  # noqa: F401 - the training stack, imported while the devices start
+
         self.path = path
         self.spec = ReadoutSection.model_validate(spec)
         self.device = device
         self.task = task
 
-    def train(self, poll: float = 0.05) -> Any:
+    def train(self, poll: float = 0.05, path: str | None = None) -> Any:
+        """Train on the store at ``path`` (default: the one given at start-up)."""
         from .live import train_store
 
-        return train_store(self.path, self.spec, device=self.device, task=self.task, poll=poll)
+        return train_store(path or self.path, self.spec, device=self.device, task=self.task, poll=poll)
