@@ -220,9 +220,18 @@ class ClosedLoopTask(Task):
     returns and answers with the next block's inputs and targets. The bench stores each
     decision's record and the loop's timing as the raw stream ``loop``, and
     :meth:`score_loop` turns that stream into the run's ``loop`` metrics.
+
+    By default the policy runs in the device's actor (``[run] closed_loop = "actor"``): the
+    bench ships it there once (pickled: the task's own class, nothing from the protocol is
+    evaluated) and the actor loops by itself. A policy must then be picklable and keep all
+    its state on itself, so the bench can hand it to a restarted device.
     """
 
     closed_loop: ClassVar[bool] = True
+    #: whether the policy can run in the device's actor (``[run] closed_loop = "actor"``): it needs
+    #: nothing but the blocks it is given. A policy that reads something only the bench has (a
+    #: readout trained live, another device's stream) sets this False and runs in the bench.
+    policy_in_actor: ClassVar[bool] = True
 
     @abstractmethod
     def policy(self, seed: int) -> Any:
