@@ -108,6 +108,9 @@ class RunSection(_Section):
     train: int = Field(..., gt=0, description="samples the readouts are trained on")
     test: int = Field(0, ge=0, description="samples the readouts are scored on")
     block: int = Field(1000, gt=0, le=1_000_000, description="samples per device call and per store chunk")
+    closed_loop: Literal["actor", "bench"] = Field(
+        "actor", description="closed-loop tasks only (ignored otherwise): where the policy runs, in the device's "
+                             "actor (no round trip per block) or in the bench's process")
 
     @property
     def total(self) -> int:
@@ -438,6 +441,9 @@ def from_dict(data: dict[str, Any], *, source: str = "<python>", text: str = "",
                                 f"(got {ro.feedback_steps})")
         if task.closed_loop:
             problems += task.check_block(proto.run.block)
+            if proto.run.closed_loop == "actor" and not task.policy_in_actor:
+                problems.append(f"run.closed_loop: the policy of task {task.name!r} needs the bench's process; "
+                                f"set run.closed_loop = \"bench\"")
             if proto.sweep is not None:
                 problems.append(f"sweep: task {task.name!r} is closed-loop; sweeps run open-loop tasks only")
         if task.sequence_length is None:
