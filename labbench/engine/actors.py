@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .closed_loop import free_run, learn_with_feedback
+from .closed_loop import LoopChunk, PolicyLoop, free_run, learn_with_feedback
 from ..reservoir import Reservoir
 
 
@@ -35,6 +35,7 @@ class DeviceActor:
         self.reservoir.open()
         self.busy_s = 0.0  # time spent inside reservoir.run
         self._last_end: float | None = None  # when the last run_timed call finished (closed loops)
+        self._loop: PolicyLoop | None = None  # a closed loop run here (closed_loop = "actor")
 
     def info(self) -> dict[str, Any]:
         import ray
@@ -70,6 +71,25 @@ class DeviceActor:
         self.busy_s += t1 - t0
         self._last_end = t1
         return block.features, block.raw, {"latency_s": latency, "device_s": t1 - t0}
+
+    def loop_start(self, task: Any, policy: Any, previous: Any, start: int, total: int, block: int,
+                   input_dtype: str) -> int:
+        """Take a closed-loop task's policy and run its loop here from row ``start`` (see
+        :class:`~labbench.engine.closed_loop.PolicyLoop`); the blocks come back through
+        :meth:`loop_chunk`. ``policy`` and ``previous`` are fresh at the start of a run, or as
+        the last chunk the bench received left them after a restart. Returns ``start``."""
+        self._loop = PolicyLoop(self.reservoir, task, policy, start=start, total=total, block=block,
+                                input_dtype=input_dtype, previous=previous)
+        return int(start)
+
+    def loop_chunk(self, max_s: float, max_blocks: int) -> LoopChunk:
+        """The next blocks of the loop started by :meth:`loop_start` (about ``max_s`` seconds of them)."""
+        if self._loop is None:
+            raise RuntimeError("no closed loop started in this device actor (loop_start first)")
+        before = self._loop.device_s
+        chunk = self._loop.chunk(max_s, max_blocks)
+        self.busy_s += self._loop.device_s - before
+        return chunk
 
     def replay(self, u: np.ndarray) -> int:
         """Run ``u`` and keep nothing but the device's new state (after a restart); returns its rows."""

@@ -12,13 +12,25 @@ that step's weight update, is what the reservoir receives next.
 
 Closed loops are step by step by nature (each output is the next input), so these loops
 make one device call per step; everything inside a step is vectorised.
+
+:class:`PolicyLoop` is a closed-loop *task's* loop (:mod:`labbench.spec.policy`) run next
+to the device, in the device actor's process (``[run] closed_loop = "actor"``): block ->
+policy -> next block, with no round trip to the bench between blocks. It hands the blocks
+back in coarse chunks (:meth:`PolicyLoop.chunk`) with each block's loop record, so the
+bench still streams every block and every record to the store while the run goes.
 """
 
 from __future__ import annotations
 
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 
 from ..reservoir import Reservoir
+from ..spec.policy import LoopBlock, check_next
 
 
 def free_run(reservoir: Reservoir, readout, sync_inputs: np.ndarray, horizon: int) -> np.ndarray:
@@ -118,3 +130,131 @@ def learn_with_feedback(reservoir: Reservoir, readout, teacher: np.ndarray, sync
         x = np.asarray(reservoir.run(z[None, :]).features[-1], dtype=np.float64)
     reservoir.reset()
     return out
+
+
+@dataclass
+class LoopChunk:
+    """What :meth:`PolicyLoop.chunk` hands back: the blocks it ran and where the loop stands.
+
+    Attributes
+    ----------
+    blocks : list of dict
+        One dict per block, in order: ``start`` (first row), ``inputs`` (what the device
+        received, in its input dtype), ``features``, ``targets``, ``raw`` (the device's raw
+        streams) and ``loop`` (the block's row of the raw stream ``loop``: ``row``,
+        ``latency_s``, ``policy_s``, ``device_s`` and the policy's record, as length-1 arrays).
+    policy : object
+        The policy as it is after the last block (a copy, once it has crossed to the bench),
+        so a restarted device can go on with it.
+    previous : LoopBlock or None
+        The last block as the policy saw it (what it receives next).
+    next_row : int
+        The first row not run yet.
+    done : bool
+        Every row of the run has been run.
+    error : str or None
+        One line when the loop stopped on an error (the blocks before it are in ``blocks``).
+    error_kind : str or None
+        ``"policy"`` (the policy raised or answered wrongly) or ``"device"`` (the driver raised).
+    """
+
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    policy: Any = None
+    previous: LoopBlock | None = None
+    next_row: int = 0
+    done: bool = False
+    error: str | None = None
+    error_kind: str | None = None
+
+
+class PolicyLoop:
+    """A closed-loop task's policy run next to the device: block -> policy -> next block.
+
+    The same steps, in the same order, as the bench's loop (``[run] closed_loop = "bench"``),
+    so for a deterministic device the decisions, inputs and records are bit for bit the same;
+    only the latency differs. ``latency_s`` is the device's idle time between the end of one
+    block and the start of the next, on this process's clock (the policy's time included).
+
+    Parameters
+    ----------
+    reservoir : Reservoir
+        The open device.
+    task : ClosedLoopTask
+        The task (its name and widths, for checking the policy's answers).
+    policy : callable
+        ``policy(previous, rows) -> NextBlock``, fresh or as a previous chunk left it.
+    start, total, block : int
+        First row to run, rows in the run, rows per block.
+    input_dtype : str
+        The device's input dtype (what the bench would send).
+    previous : LoopBlock, optional
+        The block the policy saw last (``None`` at the start of a run).
+    """
+
+    def __init__(self, reservoir: Reservoir, task: Any, policy: Any, *, start: int, total: int, block: int,
+                 input_dtype: str, previous: LoopBlock | None = None) -> None:
+        self.reservoir = reservoir
+        self.task = task
+        self.policy = policy
+        self.next_row = int(start)
+        self.total = int(total)
+        self.block = int(block)
+        self.input_dtype = np.dtype(input_dtype)
+        self.previous = previous
+        self.device_s = 0.0             # time inside reservoir.run, summed
+        self._last_end: float | None = None
+
+    def chunk(self, max_s: float, max_blocks: int) -> LoopChunk:
+        """Run blocks until ``max_s`` seconds have passed, ``max_blocks`` are done or the run ends.
+
+        At least one block is run (unless the run is over). A policy or driver error stops
+        the chunk and is returned as ``error`` (one line), with the blocks before it.
+        """
+        out: list[dict[str, Any]] = []
+        t_chunk = time.perf_counter()
+        task = self.task
+        while self.next_row < self.total and len(out) < max_blocks:
+            a = self.next_row
+            rows = min(self.block, self.total - a)
+            b = a + rows
+            t0 = time.perf_counter()
+            try:
+                nb = check_next(self.policy(self.previous, rows), rows, task.n_inputs, task.n_outputs, task.name)
+            except Exception as exc:    # noqa: BLE001 - the policy's own error, reported as one line
+                return self._result(out, f"policy of task {task.name!r} failed deciding rows {a}–{b}: "
+                                         f"{_one_line(exc)}", "policy")
+            t1 = time.perf_counter()
+            latency = float("nan") if self._last_end is None else t1 - self._last_end
+            u = nb.inputs.astype(self.input_dtype, copy=False)
+            try:
+                result = self.reservoir.run(u)
+            except Exception as exc:    # noqa: BLE001 - the driver's error, reported as one line
+                return self._result(out, f"failed on rows {a}–{b}: {_one_line(exc)}", "device")
+            t2 = time.perf_counter()
+            self._last_end = t2
+            self.device_s += t2 - t1
+            features = result.features if result.features.base is None else result.features.copy()
+            if features.shape[0] != rows:
+                return self._result(out, f"returned {features.shape[0]} rows for rows {a}–{b}", "device")
+            index = 0 if self.previous is None else self.previous.index + 1
+            self.previous = LoopBlock(index=index, start=a, inputs=nb.inputs, features=features,
+                                      targets=nb.targets, raw=result.raw)
+            record = {"row": np.array([a], dtype=np.int64), "latency_s": np.array([latency]),
+                      "policy_s": np.array([t1 - t0]), "device_s": np.array([t2 - t1]),
+                      **{k: np.array([v], dtype=np.float64) for k, v in nb.record.items()}}
+            out.append({"start": a, "inputs": u, "features": features, "targets": nb.targets,
+                        "raw": result.raw, "loop": record})
+            self.next_row = b
+            if t2 - t_chunk >= max_s:
+                break
+        return self._result(out, None, None)
+
+    def _result(self, blocks: list[dict[str, Any]], error: str | None, kind: str | None) -> LoopChunk:
+        return LoopChunk(blocks=blocks, policy=self.policy, previous=self.previous, next_row=self.next_row,
+                         done=self.next_row >= self.total, error=error, error_kind=kind)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line."""
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
