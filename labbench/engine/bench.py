@@ -409,7 +409,15 @@ class _Execution:
                     tr = ray.remote(num_cpus=0, max_restarts=0)(TrainerActor).options(
                         scheduling_strategy=here).remote(str(store.path), ro.describe(), s.group, p.task)
                     trainers.append((s.group, ro.label, tr, tr.train.remote()))
-            if loop:
+            if loop and p.run.closed_loop == "actor":     # the policy in the device's actor
+                from types import SimpleNamespace
+
+                from .actor_loop import stream_in_actor
+
+                stream_in_actor(p, streams, store, phase, timings=self.timings, progress=self.progress,
+                                console=self.console, recover=lambda s, exc: self._recover(
+                                    s, store, SimpleNamespace(inputs=store.inputs(s.group)), exc))
+            elif loop:
                 self._stream_loop(streams, store, phase)
             else:
                 self._stream(streams, store, data, phase)
