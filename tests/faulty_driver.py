@@ -14,6 +14,7 @@ class FaultyParams(BaseModel):
     n_inputs: int = 1
     fail_at_block: int = 2  # -1: never
     delay_s: float = 0.0  # wall time per block, like a device running in real time
+    nan_at_block: int = -1  # block whose features are all NaN (a broken amplifier); -1: never
 
 
 class FaultyReservoir(Reservoir):
@@ -40,7 +41,10 @@ class FaultyReservoir(Reservoir):
         self.blocks += bool(len(u))
         if len(u) and self.params.delay_s:
             time.sleep(self.params.delay_s)
-        return Block(np.hstack([u[:, :1], u[:, :1] ** 2, np.sin(3 * u[:, :1])]))
+        features = np.hstack([u[:, :1], u[:, :1] ** 2, np.sin(3 * u[:, :1])])
+        if len(u) and self.blocks - 1 == self.params.nan_at_block:
+            features[:] = np.nan
+        return Block(features)
 
     def close(self) -> None:
         pass

@@ -4,7 +4,16 @@ The policies are tested alone (the controller's arithmetic, the trial structure)
 runs: the stored record must be exactly what the policy saw and decided, the loop's
 latency is stored per block, a device restart mid-loop gives the same run as none, and
 the MEA protocols (rate clamp, spontaneous bursts) give their summaries.
+
+Issue 18: the policy runs in the device's actor by default (``run.closed_loop = "actor"``);
+the bench-side loop stays as an option. Both make the same run bit for bit on a
+deterministic device, records reach the store while the loop runs, and a policy error in
+the actor fails the run in one line with the blocks before it kept.
 """
+
+import contextlib
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +21,7 @@ import zarr
 
 import labbench as lb
 from conftest import PROTOCOLS, small_protocol
+from labbench.engine import actor_loop
 from labbench.spec.policy import LoopBlock, NextBlock, check_next, loop_timing
 from labbench.spec.protocol import ProtocolError, from_dict, load
 from labbench.store import RunReader, StoreError
@@ -90,12 +100,12 @@ def test_closed_loop_protocols_are_checked_before_anything_starts():
 
 
 # -- runs -----------------------------------------------------------------------------------
-def _feedback_proto(driver="esn", **params):
+def _feedback_proto(driver="esn", mode="actor", **params):
     return from_dict(small_protocol(
         protocol={"name": "loop", "seed": 5}, device={"driver": driver, "name": "esn", "params": {**ESN, **params},
                                                       "max_restarts": 2, "timeout_s": 60},
         task={"name": "feedback", "feedback_rows": 5, "stim_rows": 2, "response_rows": 3},
-        run={"washout": 100, "train": 600, "test": 300, "block": 10},
+        run={"washout": 100, "train": 600, "test": 300, "block": 10, "closed_loop": mode},
         readouts=[{"kind": "ridge", "alpha": 1e-3}]))
 
 
@@ -134,8 +144,34 @@ def test_the_stored_loop_is_what_the_policy_saw_and_decided(feedback_run):
     assert "ridge" in run.metrics and np.isfinite(run.metrics["ridge"]["nrmse"])
 
 
-def test_a_device_restarted_mid_loop_gives_the_same_run(feedback_run, store_root, tmp_path):
-    proto = _feedback_proto("crashing_esn", crash_at_block=40, how="sigkill",
+def test_in_actor_and_bench_loops_make_the_same_run(feedback_run, store_root):
+    """The policy in the device's actor (default) and in the bench: the same decisions, inputs,
+    features and records, bit for bit, on a deterministic device; only the timing differs."""
+    run_a, a = feedback_run
+    assert a.attrs["protocol"]["run"]["closed_loop"] == "actor" and run_a.timings["loop_chunks"] >= 1
+    run_b = lb.run(_feedback_proto(mode="bench"), store_root=store_root, progress=False)
+    b = RunReader(run_b.store)
+    assert b.attrs["protocol"]["run"]["closed_loop"] == "bench" and "loop_chunks" not in run_b.timings
+    for key in ("inputs", "features", "targets", "phase"):
+        np.testing.assert_array_equal(a.read("esn")[key], b.read("esn")[key], err_msg=key)
+    la, lb_ = a.raw("esn", "loop"), b.raw("esn", "loop")
+    assert set(la) == set(lb_) == {"row", "latency_s", "policy_s", "device_s", "trial_class", "action", "hit",
+                                   "margin"}
+    for key in ("row", "trial_class", "action", "hit", "margin"):
+        np.testing.assert_array_equal(la[key], lb_[key], err_msg=key)
+    for key in ("latency_s", "policy_s", "device_s"):          # timed in both, on the device's process
+        assert np.isnan(la[key][0]) == np.isnan(lb_[key][0]) == (key == "latency_s")
+        assert np.all(la[key][1:] > 0) and np.all(lb_[key][1:] > 0)
+    for key in ("hit_rate", "hit_rate_first_quarter", "hit_rate_last_quarter", "trials"):
+        assert run_a.metrics["loop"][key] == run_b.metrics["loop"][key], key
+    assert run_a.metrics["ridge"] == pytest.approx(run_b.metrics["ridge"], nan_ok=True)
+
+
+@pytest.mark.parametrize("mode", ["actor", "bench"])
+def test_a_device_restarted_mid_loop_gives_the_same_run(feedback_run, store_root, tmp_path, monkeypatch, mode):
+    # in the actor, chunks of 4 blocks: the kill at block 40 finds committed rows to replay
+    monkeypatch.setattr(actor_loop, "CHUNK_BLOCKS", 4)
+    proto = _feedback_proto("crashing_esn", mode=mode, crash_at_block=40, how="sigkill",
                             once_marker=str(tmp_path / "killed"))
     run = lb.run(proto, store_root=store_root, progress=False)
     assert (tmp_path / "killed").exists()
@@ -150,6 +186,68 @@ def test_a_device_restarted_mid_loop_gives_the_same_run(feedback_run, store_root
     zarr.open_group(str(run.store), mode="r+").attrs["status"] = "aborted"   # as if it had stopped early
     with pytest.raises(StoreError, match="closed-loop: its policy decided each block"):
         lb.resume(run.store, progress=False)
+
+
+def _clamp_proto(mode="actor", blocks=40, **params):
+    return from_dict(small_protocol(
+        protocol={"name": "clamp", "seed": 1},
+        device={"driver": "faulty", "name": "dev", "params": {"fail_at_block": -1, **params}, "timeout_s": 60},
+        task={"name": "rate_clamp", "target": 0.5, "baseline_blocks": 1},
+        run={"train": 10 * blocks, "block": 10, "closed_loop": mode}, readouts=[]))
+
+
+def test_in_actor_loop_records_reach_the_store_while_the_run_goes(ray_session, store_root):
+    """A device taking 50 ms a block (40 blocks): a reader polling the store sees the loop stream
+    grow while the run is still running, not all of it at the end."""
+    seen: list[tuple[str, int, int]] = []
+    stop = threading.Event()
+
+    def poll(path):
+        def loop():
+            while not stop.is_set():
+                with contextlib.suppress(Exception):        # the group may not exist yet
+                    r = RunReader(path)
+                    status = r.attrs.get("status")
+                    rows = r.committed("dev")
+                    seen.append((status, rows, len(r.raw("dev", "loop")["row"]) if rows else 0))
+                time.sleep(0.02)
+        threading.Thread(target=loop, daemon=True).start()
+
+    try:
+        run = lb.run(_clamp_proto(delay_s=0.05), store_root=store_root, progress=False, on_store=poll)
+    finally:
+        stop.set()
+    loop = run.reader().raw("dev", "loop")
+    assert len(loop["row"]) == 40 and run.metrics["loop"]["blocks"] == 39
+    during = [(rows, n) for status, rows, n in seen if status == "running" and 0 < rows < 400]
+    assert during, f"no poll saw the run part-way: {seen[:5]} ... {seen[-5:]}"
+    assert all(n * 10 == rows for rows, n in during)         # a block's record lands with its rows
+
+
+def test_a_policy_error_in_the_actor_fails_the_run_in_one_line_with_the_blocks_kept(ray_session, store_root):
+    """Block 6 comes back all NaN: the rate clamp's next command is NaN and its answer is refused.
+    The run fails naming the policy and the rows; blocks 0-6 are committed and readable."""
+    with pytest.raises(RuntimeError, match=r"^policy of task 'rate_clamp' failed deciding rows 70–80: ValueError: "
+                                           r"policy of task 'rate_clamp' returned non-finite inputs$"):
+        lb.run(_clamp_proto(nan_at_block=6), store_root=store_root, progress=False)
+    (path,) = store_root.glob("*.zarr")
+    r = RunReader(path)
+    assert r.attrs["status"] == "failed" and "\n" not in r.attrs["error"]
+    assert r.attrs["error"].startswith("RuntimeError: policy of task 'rate_clamp' failed deciding rows 70–80")
+    assert r.committed("dev") == 70
+    d, loop = r.read("dev", readouts=False), r.raw("dev", "loop")
+    assert np.isnan(d["features"][60:70]).all() and np.isfinite(d["features"][:60]).all()
+    np.testing.assert_array_equal(loop["row"], np.arange(0, 70, 10))
+
+
+def test_closed_loop_mode_is_checked(monkeypatch):
+    with pytest.raises(ProtocolError, match=r"run.closed_loop"):
+        _clamp_proto(mode="device")
+    monkeypatch.setattr(RateClamp, "policy_in_actor", False)
+    with pytest.raises(ProtocolError, match=r"run.closed_loop: the policy of task 'rate_clamp' needs the bench's "
+                                            r"process; set run.closed_loop = \"bench\""):
+        _clamp_proto()
+    assert _clamp_proto(mode="bench").run.closed_loop == "bench"
 
 
 def test_mea_rate_clamp_holds_the_mean_rate_and_reports_bursts(ray_session, store_root):
