@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,9 @@ import numpy as np
 import zarr
 
 from .layout import TIME_ARRAYS, StoreError
+
+#: rows per slice of :meth:`RunReader.tail` on a store that records no ``chunk_rows``
+_DEFAULT_SLICE = 4096
 
 
 class RunReader:
@@ -58,17 +61,24 @@ class RunReader:
     def committed(self, device: str) -> int:
         return int(self._open()[device].attrs.get("committed", 0))
 
-    def read(self, device: str, start: int = 0, stop: int | None = None, *, readouts: bool = True
-             ) -> dict[str, np.ndarray]:
+    def read(self, device: str, start: int = 0, stop: int | None = None, *, readouts: bool = True,
+             columns: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Time arrays of ``device`` for rows ``start:stop``, clipped to ``committed``.
 
         With ``readouts=True`` the predictions of every readout are included as
         ``readouts/<name>/predictions`` (NaN where a trainer has not got to yet).
+        ``columns`` (e.g. ``["phase"]``) reads only those time arrays (and no predictions).
         """
         g = self._open()[device]
         committed = int(g.attrs.get("committed", 0))
         stop = committed if stop is None else min(stop, committed)
         start = min(start, stop)
+        if columns is not None:
+            wanted = list(columns)
+            missing = [c for c in wanted if c not in g or not isinstance(g[c], zarr.Array)]
+            if missing:
+                raise StoreError(f"{self.path}: {device} has no time array {missing[0]!r}")
+            return {key: g[key][start:stop] for key in wanted}
         out = {key: g[key][start:stop] for key in TIME_ARRAYS}
         if "sequence" in g:
             out["sequence"] = g["sequence"][start:stop]
@@ -116,15 +126,24 @@ class RunReader:
         return {c: g[f"history/{c}"][:n] for c in cols}
 
     def tail(self, device: str, *, start: int = 0, poll: float = 0.1, timeout: float | None = None,
-             readouts: bool = True) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """Yield ``(start_row, arrays)`` for each newly committed stretch until the stream ends.
+             readouts: bool = True, max_rows: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Yield ``(start_row, arrays)`` for newly committed rows, in slices, until the stream ends.
+
+        Each slice holds at most ``max_rows`` rows (default: the device's ``chunk_rows``, its
+        block) and never crosses a multiple of ``max_rows``, so a reader that fell behind, or
+        one replaying a finished store, holds one block at a time: its memory is bounded by
+        the block, not by how far behind it is or how long the run is.
 
         The stream ends when the run is no longer ``running`` or its writer marked the
         device's ``stream_done`` (the run may still be evaluating).
 
         Raises ``TimeoutError`` if nothing new arrives within ``timeout`` seconds while
-        the run is still ``running``.
+        the run is still ``running``; ``ValueError`` if ``max_rows`` is not positive.
         """
+        if max_rows is None:
+            max_rows = int(self.device_attrs(device).get("chunk_rows") or _DEFAULT_SLICE)
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be at least 1, got {max_rows}")
         pos = start
         last_progress = time.monotonic()
         while True:
@@ -133,8 +152,10 @@ class RunReader:
             dev_attrs = root[device].attrs
             committed = int(dev_attrs.get("committed", 0))
             if committed > pos:
-                yield pos, self.read(device, pos, committed, readouts=readouts)
-                pos = committed
+                while pos < committed:   # what is committed, a slice at a time
+                    stop = min(committed, (pos // max_rows + 1) * max_rows)
+                    yield pos, self.read(device, pos, stop, readouts=readouts)
+                    pos = stop
                 last_progress = time.monotonic()
                 continue
             if status != "running" or dev_attrs.get("stream_done"):
