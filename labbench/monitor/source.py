@@ -17,7 +17,8 @@ attribute, and appends them to bounded, display-ready buffers:
   buffered; :meth:`StoreFollower.frame_at` reads the one frame shown, up to the committed
   blocks (:class:`ImageStream`);
 - motor drives (a driver whose ``describe`` maps inputs to motors, e.g. the bucket): the duty
-  each motor was given per row, from the stored inputs (:class:`MotorMap`).
+  each motor was given per row, from the stored inputs (:class:`MotorMap`);
+- a closed loop's per-block record: at most ``capacity`` blocks (older ones thinned).
 
 The reader opens the store read-only and never takes a lock, so it cannot slow or block
 the writer beyond the disk reads it makes. A poll reads at most ``max_rows_per_poll``
@@ -638,7 +639,8 @@ class StoreFollower:
             warnings.filterwarnings("ignore", message=r".*\.partial is not recognized")
             arrays = [(col, arr) for col, arr in rg.arrays() if col != "offsets"]
         new = {col: np.asarray(arr[dev.loop_position:end], dtype=np.float64) for col, arr in arrays}
-        dev.loop = {col: np.concatenate([dev.loop[col], v]) if col in dev.loop else v for col, v in new.items()}
+        dev.loop = _thin_loop({col: np.concatenate([dev.loop[col], v]) if col in dev.loop else v
+                               for col, v in new.items()}, self.capacity)
         dev.loop_position = end
 
     def _read_spikes(self, g: zarr.Group, dev: DeviceFollower, buf: SpikeBuffer, a: int, b: int) -> None:
@@ -703,6 +705,17 @@ class StoreFollower:
                 view.history = {c: np.asarray(v) for c, v in zip(cols, values)}
                 view.evaluations = evaluations
                 view.history_read = time.monotonic()
+
+
+def _thin_loop(loop: dict[str, np.ndarray], capacity: int) -> dict[str, np.ndarray]:
+    """The loop record kept within ``capacity`` rows: past it, the newest ``capacity // 2``
+    blocks stay whole and every other older block is dropped (older stretches thin out more
+    each time; every part of the run keeps some blocks)."""
+    n = len(next(iter(loop.values()), ()))
+    if n <= capacity:
+        return loop
+    keep = np.r_[np.arange(0, n - capacity // 2, 2), np.arange(n - capacity // 2, n)]
+    return {col: v[keep] for col, v in loop.items()}
 
 
 def _read_arrays(group: Path, selections: dict[str, tuple]) -> list[np.ndarray]:
