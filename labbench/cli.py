@@ -339,17 +339,56 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _report_run(args: argparse.Namespace, proto, result, out) -> int:
     if args.json:
         print(json.dumps({"store": str(result.store), "status": result.status, "metrics": result.metrics,
-                          "by_device": result.by_device, "timings": result.timings, "warnings": result.warnings},
+                          "by_device": result.by_device, "timings": result.timings, "warnings": result.warnings,
+                          "ray": getattr(result, "ray", "")},
                          default=str))
         return 0
     out.print(_by_device_table(result.by_device, f"{proto.protocol.name} on {proto.describe_devices()}: test metrics"))
     t = result.timings
-    out.print(f"throughput {t['samples_per_s']:,.0f} samples/s over {t['stream_s']:.2f} s "
-              f"(Ray start-up {t['ray_startup_s']:.1f} s, device start-up {t['device_startup_s']:.1f} s)")
+    out.print(f"throughput {t['samples_per_s']:,.0f} samples/s over {t['stream_s']:.2f} s")
+    out.print(run_split(t, getattr(result, "ray", "")))
     for w in result.warnings:
         out.print(f"[yellow]warning[/yellow] {w}")
     out.print(f"store: {result.store}")
     return 0
+
+
+def run_split(timings: dict[str, Any], ray: str = "") -> str:
+    """The line of a run summary that says where the time went: start-up (Ray, devices), stream,
+    drain (the trainers after the last block) and evaluation, and the whole run."""
+    t = timings
+    how = "connect" if ray.startswith(("running", "cluster")) else "start-up"
+    ray_part = f"Ray {how} {t.get('ray_startup_s', 0):.2f} s" + (f" ({ray})" if ray else "")
+    return (f"time {t.get('wall_s', 0):.2f} s: start-up {t.get('startup_s', 0):.2f} s ({ray_part}, devices "
+            f"{t.get('device_startup_s', 0):.2f} s), stream {t.get('stream_s', 0):.2f} s, drain "
+            f"{t.get('drain_s', 0):.2f} s, evaluation {t.get('evaluation_s', 0):.2f} s")
+
+
+def cmd_ray(args: argparse.Namespace) -> int:
+    """``labbench ray start|stop|status``: a local Ray on 127.0.0.1 that runs share."""
+    from .engine import ray_runtime as rr
+
+    out = _console()
+    if args.action == "start":
+        info = rr.start_shared_ray(num_cpus=args.num_cpus)
+        out.print(f"local Ray running at {info['address']} (loopback only); `labbench run` uses it until "
+                  f"`labbench ray stop` (recorded in {rr.state_file()})", markup=False)
+        return 0
+    if args.action == "stop":
+        info = rr.stop_shared_ray()
+        out.print("no local Ray of labbench recorded" if info is None else
+                  f"stopped the local Ray at {info['address']}")
+        return 0
+    info = rr.shared_ray()
+    if args.json:
+        print(json.dumps({"running": info is not None, **(info or {}), "state_file": str(rr.state_file())}))
+    elif info is None:
+        out.print("no local Ray of labbench running: `labbench run` starts its own "
+                  "(`labbench ray start` keeps one for runs to share)")
+    else:
+        out.print(f"local Ray running at {info['address']} since {info['started']} "
+                  f"({len(rr.owned_pids(info))} processes); `labbench run` uses it")
+    return 0 if info is not None or args.action != "status" else 1
 
 
 def _run_sweep(args: argparse.Namespace, proto, out) -> int:
@@ -794,6 +833,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     add_driver_path(p)
     p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("ray", help="start, stop or check a local Ray (127.0.0.1 only) that runs share",
+                       description="`labbench ray start` leaves a local Ray running on 127.0.0.1 and records "
+                                   "its address; `labbench run` then connects to it (seconds saved per run) "
+                                   "instead of starting its own, and never stops it. `labbench ray stop` ends "
+                                   "that Ray's processes only (never other Rays of the machine). "
+                                   "`status` exits 1 when none is running.")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--num-cpus", type=int, default=None, help="start: CPUs the Ray offers (default: all)")
+    p.add_argument("--json", action="store_true", help="status: as JSON")
+    p.set_defaults(func=cmd_ray)
     return parser
 
 
@@ -814,7 +864,19 @@ def _usage_error(exc: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``labbench`` command. Run as the command itself (``argv`` None), ``run`` and ``resume``
+    end the process as soon as the summary is printed rather than wait for Ray's shutdown
+    (:func:`labbench.engine.ray_runtime.exit_now`)."""
     args = build_parser().parse_args(argv)
+    code = _main(args)
+    if argv is None and args.command in ("run", "resume"):
+        from .engine.ray_runtime import exit_now
+
+        exit_now(code)
+    return code
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -17,25 +17,27 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .coalescing_writer import CoalescingWriter
 from .errors import DeviceDown
-from .evaluation import evaluate
-from .live import TrainResult
 from .placement import device_cpus
 from .progress import ProgressBar
 from .interrupts import SigintGuard
-from .ray_runtime import ensure_ray
+from .ray_runtime import connect
 from ..spec.policy import LoopBlock, NextBlock, check_next, loop_timing
 from ..spec.protocol import DeviceSection, Protocol, chain_order, from_dict, from_text, load
 from ..spec.unsafe_limits import SignedLimits, UnsafeLimitsError, read_unsafe_limits
 from ..store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
 from ..tasks import TaskData
+
+if TYPE_CHECKING:   # the training stack (scikit-learn) is imported while Ray starts, not before
+    from .live import TrainResult
 
 #: device calls in flight ahead of the writer
 _PIPELINE_DEPTH = 2
@@ -54,7 +56,10 @@ class Run:
     metrics : dict
         ``{readout name: {metric: value}}`` for the device.
     timings : dict
-        Ray start-up, device start-up, streaming throughput and evaluation times.
+        Where the run's time went: ``startup_s`` (``ray_startup_s`` to start or connect to
+        Ray, ``device_startup_s``, the store and the trainers), ``stream_s``, ``drain_s``
+        (the trainers finishing after the last block), ``evaluation_s`` and ``wall_s`` (the
+        whole run; the four parts sum to at most it), plus throughput and memory figures.
     warnings : list of str
         The devices' own warnings about the run (``Reservoir.health``), also in the store.
     by_device : dict
@@ -69,6 +74,8 @@ class Run:
     #: warnings about the device's behaviour (e.g. a silent or saturated spiking network)
     warnings: list[str] = field(default_factory=list)
     by_device: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: which Ray the run used: "fresh local Ray", "running local Ray at 127.0.0.1:port", "cluster at ..."
+    ray: str = ""
 
     def reader(self) -> RunReader:
         return RunReader(self.store)
@@ -361,16 +368,33 @@ class _Execution:
         with self.guard:
             return self._run()
 
+    def _prepare(self) -> tuple[TaskData, np.ndarray]:
+        """The task's data and phase column, and the training stack imported (run while Ray starts)."""
+        p = self.proto
+        from . import evaluation  # noqa: F401 - scikit-learn: needed when the trained readouts come back
+
+        # a closed loop's inputs are decided during the run, by the task's policy
+        data = (TaskData(inputs=np.zeros((0, p.task.n_inputs)), targets=np.zeros((0, p.task.n_outputs)))
+                if p.task.closed_loop else p.task.generate_run(p.run.washout, p.run.train, p.run.test,
+                                                               p.protocol.seed))
+        phase = np.repeat(np.array([PHASES["washout"], PHASES["train"], PHASES["test"]], dtype=np.int8),
+                          [p.run.washout, p.run.train, p.run.test])
+        return data, phase
+
     def _run(self) -> Run:
         p = self.proto
         loop = p.task.closed_loop
-        # a closed loop's inputs are decided during the run, by the task's policy
-        data = (TaskData(inputs=np.zeros((0, p.task.n_inputs)), targets=np.zeros((0, p.task.n_outputs))) if loop
-                else p.task.generate_run(p.run.washout, p.run.train, p.run.test, p.protocol.seed))
-        phase = np.repeat(np.array([PHASES["washout"], PHASES["train"], PHASES["test"]], dtype=np.int8),
-                          [p.run.washout, p.run.train, p.run.test])
-        self.timings["ray_startup_s"] = ensure_ray(self.address)
-        import ray    # after ensure_ray, which sets the variables Ray reads on import (loopback)
+        t_run = time.perf_counter()
+        # Ray starts (or is connected to) in this thread while another generates the data and
+        # imports the training stack: both are seconds, and Ray's are mostly spent waiting
+        with ThreadPoolExecutor(1, thread_name_prefix="labbench-prepare") as pool:
+            prepared = pool.submit(self._prepare)
+            try:
+                session = connect(self.address)
+            finally:
+                data, phase = prepared.result()
+        self.timings["ray_startup_s"] = session.seconds
+        import ray    # after connect, which sets the variables Ray reads on import (loopback)
 
         t0 = time.perf_counter()
         cpus = dict(zip((d.group for d in p.all_devices), device_cpus(p.all_devices)))
@@ -390,25 +414,31 @@ class _Execution:
                 s = _DeviceStream(dev, p.driver_class(dev), params, cpus[dev.group], self.lifted.get(dev.group), up)
                 by_group[dev.group] = s
                 streams.append(s)
-            order = {d.group: i for i, d in enumerate(p.all_devices)}
-            streams.sort(key=lambda st: order[st.group])    # the store lists devices in protocol order
-            for s in streams:
-                self._await_info(s)
-            self.timings["device_startup_s"] = time.perf_counter() - t0
-            store = self._open_store(streams, data)
-            if self.on_store is not None:
-                self.on_store(store.path)
-            # trainers read the store through the file system: keep them on this node
+            # the trainer actors start with the devices (their workers import the training stack
+            # while the devices open); they are given the store once it exists. They read it
+            # through the file system: keep them on this node
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             from .actors import TrainerActor
 
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            starting = [(s.group, ro.label, ray.remote(num_cpus=0, max_restarts=0)(TrainerActor).options(
+                scheduling_strategy=here).remote("", ro.describe(), s.group, p.task))
+                for s in streams for ro in p.readouts]
+            trainers += [(g, label, tr, None) for g, label, tr in starting]     # killed in `finally` if need be
+            order = {d.group: i for i, d in enumerate(p.all_devices)}
+            streams.sort(key=lambda st: order[st.group])    # the store lists devices in protocol order
             for s in streams:
-                for ro in p.readouts:
-                    tr = ray.remote(num_cpus=0, max_restarts=0)(TrainerActor).options(
-                        scheduling_strategy=here).remote(str(store.path), ro.describe(), s.group, p.task)
-                    trainers.append((s.group, ro.label, tr, tr.train.remote()))
+                self._await_info(s)
+            self.timings["device_startup_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            store = self._open_store(streams, data)
+            store.set_attrs(ray={"mode": session.mode, "address": session.address})
+            self.timings["store_open_s"] = time.perf_counter() - t0
+            if self.on_store is not None:
+                self.on_store(store.path)
+            trainers[:] = [(g, label, tr, tr.train.remote(0.05, str(store.path))) for g, label, tr in starting]
+            self.timings["startup_s"] = time.perf_counter() - t_run
             if loop and p.run.closed_loop == "actor":     # the policy in the device's actor
                 from types import SimpleNamespace
 
@@ -423,6 +453,8 @@ class _Execution:
                 self._stream(streams, store, data, phase)
             for s in streams:
                 store.end_stream(s.group)
+                if self._device_evaluates(data):   # its imports run while the trainers drain
+                    s.actor.prepare_evaluation.remote()
             results = self._collect(trainers)
             by_device: dict[str, dict[str, Any]] = {}
             device_warnings: list[str] = []
@@ -442,13 +474,14 @@ class _Execution:
                 self.timings.update(self.timings.pop("devices")[streams[0].group])
             store.set_attrs(warnings=device_warnings)
             self.timings["writer_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            self.timings["wall_s"] = time.perf_counter() - t_run
             store.set_attrs(timings=self.timings)
             self.guard.stop()                    # complete: a late Ctrl-C no longer aborts it
             store.finish("complete")
             metrics = (by_device[streams[0].group] if len(streams) == 1 else
                        {f"{g}/{ro}": m for g, ms in by_device.items() for ro, m in ms.items()})
             return Run(store=store.path, status="complete", metrics=metrics, timings=self.timings,
-                       warnings=device_warnings, by_device=by_device)
+                       warnings=device_warnings, by_device=by_device, ray=session.describe())
         except KeyboardInterrupt:
             self._mark("aborted", "interrupted by the user (SIGINT)")
             raise
@@ -463,6 +496,16 @@ class _Execution:
                 ray.kill(tr)
             for s in streams:
                 _close_actor(s.actor)
+
+    def _device_evaluates(self, data) -> bool:
+        """Whether the evaluation after the stream drives the device (a free run, FORCE with feedback)."""
+        p = self.proto
+        if any(ro.feedback_steps for ro in p.readouts):
+            return True
+        if p.task.closed_loop or not p.run.test:
+            return False
+        test_start = p.run.washout + p.run.train
+        return p.task.free_run_plan(data, test_start, test_start + p.run.test) is not None
 
     def _await_info(self, s: _DeviceStream) -> None:
         """Wait for ``s``'s actor to open its device (its ``info``); DeviceDown if it does not."""
@@ -544,7 +587,7 @@ class _Execution:
                 cause = getattr(exc, "cause", None) or exc
                 where = f"readout {name!r} of device {group!r}" if several else f"readout {name!r}"
                 raise RuntimeError(f"{where} failed: {type(cause).__name__}: {cause}") from None
-        self.timings["trainers_lag_s"] = time.perf_counter() - t0
+        self.timings["trainers_lag_s"] = self.timings["drain_s"] = time.perf_counter() - t0
         self.timings["trainers"] = {(r.name if len(results) == 1 else f"{g}/{r.name}"): r.timings
                                     for g, rs in results.items() for r in rs}
         return results
@@ -712,6 +755,7 @@ class _Execution:
         """Closed-loop evaluation (tasks that have one) with each trained readout, in the device actor."""
         import ray
 
+        from .evaluation import evaluate
         from ..store import jsonable
 
         actor = s.actor

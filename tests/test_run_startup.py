@@ -1,0 +1,171 @@
+"""Issue 18, the fixed cost of a small run: the split of a run's time in its summary and store,
+and the shared local Ray of ``labbench ray start`` (loopback only; runs connect to it and
+never stop it; ``labbench ray stop`` ends it and only it). No timing is asserted here: the
+speed is measured by ``bench/run_startup.py``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+import labbench as lb
+from labbench.cli import run_split
+from labbench.engine import ray_runtime as rr
+from labbench.engine.ray_runtime import is_loopback
+
+SMALL = """
+[protocol]
+name = "small"
+seed = 3
+[device]
+driver = "esn"
+params = { units = 50, spectral_radius = 0.8, input_scaling = 0.1, seed = 1, dtype = "float64" }
+[task]
+name = "narma"
+[run]
+washout = 50
+train = 400
+test = 150
+block = 64
+[[readouts]]
+kind = "ridge"
+alpha = 1e-8
+"""
+
+PARTS = ("startup_s", "stream_s", "drain_s", "evaluation_s")
+
+
+def _check_split(t: dict) -> None:
+    for key in (*PARTS, "wall_s", "ray_startup_s", "device_startup_s", "store_open_s"):
+        assert isinstance(t.get(key), float) and t[key] >= 0, (key, t.get(key))
+    assert sum(t[k] for k in PARTS) <= t["wall_s"] + 1e-9, t
+    assert t["ray_startup_s"] + t["device_startup_s"] + t["store_open_s"] <= t["startup_s"] + 1e-9, t
+    assert t["drain_s"] == t["trainers_lag_s"]
+
+
+def test_the_split_is_in_the_run_and_its_store(ray_session, store_root, tmp_path):
+    proto = tmp_path / "small.toml"
+    proto.write_text(SMALL)
+    run = lb.run(proto, store_root=store_root, progress=False)
+    _check_split(run.timings)
+    stored = lb.open_run(run.store).attrs
+    assert stored["timings"]["wall_s"] == run.timings["wall_s"]
+    _check_split(stored["timings"])
+    assert stored["ray"]["mode"] in ("started", "shared", "joined")
+    line = run_split(run.timings, run.ray)
+    for key in (*PARTS, "wall_s"):
+        assert f"{run.timings[key]:.2f} s" in line, (key, line)
+    assert run.ray and run.ray in line
+
+
+def test_a_stale_record_is_not_a_running_ray(tmp_path, monkeypatch):
+    monkeypatch.setenv(rr.STATE_DIR_ENV, str(tmp_path))
+    assert rr.shared_ray() is None                     # nothing recorded
+    rr.state_file().write_text("not json")
+    assert rr.shared_ray() is None
+    port = rr._free_port()                             # nothing listens there
+    rr.state_file().write_text(json.dumps({"address": f"127.0.0.1:{port}", "owner": "x", "temp_dir": "/nonexistent"}))
+    assert rr.shared_ray() is None
+    rr.state_file().write_text(json.dumps({"address": "10.1.2.3:6379", "owner": "x", "temp_dir": "/nonexistent"}))
+    assert rr.shared_ray() is None                     # never anything beyond loopback
+
+
+def _env(ray_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
+    env[rr.STATE_DIR_ENV] = str(ray_dir)
+    return env
+
+
+def _cli(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "labbench.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False, cwd=Path(__file__).parent)
+
+
+def _alive(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.Error:
+            pass
+    return out
+
+
+def test_ray_start_then_runs_use_it_and_never_stop_it_then_ray_stop(tmp_path):
+    env = _env(tmp_path / "state")
+    proto = tmp_path / "small.toml"
+    proto.write_text(SMALL)
+    started = _cli(["ray", "start", "--num-cpus", "2"], env)
+    assert started.returncode == 0, started.stderr
+    info = json.loads((tmp_path / "state" / "ray.json").read_text())
+    try:
+        host, port = info["address"].rsplit(":", 1)
+        assert host == "127.0.0.1"
+        pids = _alive(rr.owned_pids(info))
+        names = {psutil.Process(p).name() for p in pids}
+        assert {"gcs_server", "raylet"} <= names, names
+        status = _cli(["ray", "status", "--json"], env)
+        assert status.returncode == 0 and json.loads(status.stdout)["address"] == info["address"]
+
+        # every listening socket of the shared Ray is on loopback
+        listening = rr.listening_sockets(pids)
+        if not listening:
+            print("SKIP part: psutil cannot map this machine's sockets to processes here; loopback not checked")
+        exposed = [f"{ip}:{p}" for ip, p in listening if not is_loopback(ip)]
+        assert not exposed, exposed
+        if listening:
+            assert int(port) in {p for _, p in listening}
+
+        # a run connects to it (says so), and leaves it running when it exits
+        run = _cli(["run", str(proto), "--quiet", "--json", "--store-root", str(tmp_path / "runs")], env)
+        assert run.returncode == 0, run.stderr
+        out = json.loads(run.stdout.strip().splitlines()[-1])
+        assert out["ray"] == f"running local Ray at {info['address']}"
+        assert lb.open_run(out["store"]).attrs["ray"] == {"mode": "shared", "address": info["address"]}
+        _check_split(out["timings"])
+        time.sleep(3)                    # longer than a reaper's grace: no reaper may end it
+        core = {p for p in pids if psutil.Process(p).name() in ("gcs_server", "raylet")}
+        assert len(core) >= 2 and set(_alive(list(core))) == core, "the run ended the shared Ray's GCS or raylet"
+        assert rr._answers(host, int(port))
+        again = _cli(["ray", "start"], env)          # one at a time
+        assert again.returncode != 0 and "already running" in again.stderr
+    finally:
+        stopped = _cli(["ray", "stop"], env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not _alive(rr.owned_pids(info)), "ray stop left processes of its Ray"
+    assert not (tmp_path / "state" / "ray.json").exists()
+    status = _cli(["ray", "status"], env)
+    assert status.returncode == 1 and "no local Ray" in status.stdout
+
+
+def test_a_run_with_its_own_ray_exits_at_once_and_leaves_no_ray_process(tmp_path):
+    env = _env(tmp_path / "no-shared-ray")
+    proto = tmp_path / "small.toml"
+    proto.write_text(SMALL)
+    proc = subprocess.Popen([sys.executable, "-m", "labbench.cli", "run", str(proto), "--quiet", "--json",
+                             "--store-root", str(tmp_path / "runs")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent)
+    session = re.compile(rf"session_\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_{proc.pid}\b")
+    seen: set[int] = set()
+    while proc.poll() is None:           # the run's Ray processes, while it runs
+        for p in psutil.process_iter(["cmdline"]):
+            if session.search(" ".join(p.info["cmdline"] or [])):
+                seen.add(p.pid)
+        time.sleep(0.2)
+    stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr
+    out = json.loads(stdout.strip().splitlines()[-1])
+    assert out["ray"] == "fresh local Ray" and lb.open_run(out["store"]).status == "complete"
+    assert seen, "saw no process of the run's Ray"
+    deadline = time.monotonic() + 60
+    while _alive(list(seen)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _alive(list(seen)), f"Ray processes outlived the run: {_alive(list(seen))}"
