@@ -178,3 +178,14 @@ def test_the_monitor_keeps_a_bounded_closed_loop_record(tmp_path):
     np.testing.assert_array_equal(loop["command"][-8:], np.arange(92, 100))       # the newest blocks whole
     assert loop["command"][0] == 0 and np.all(np.diff(loop["command"]) > 0)
     np.testing.assert_array_equal(loop["row"], 4 * loop["command"])
+
+
+def test_large_arrays_stay_mapped_where_the_c_library_is_glibc():
+    import platform
+
+    from labbench.engine.memory import keep_large_arrays_mapped
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        assert keep_large_arrays_mapped() is False
+        pytest.skip(f"not glibc ({platform.system()} {platform.libc_ver()}): the allocator is left as it is")
+    assert keep_large_arrays_mapped() is True

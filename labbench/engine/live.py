@@ -24,11 +24,9 @@ and ``labbench train`` runs it stand-alone on a finished store.
 
 from __future__ import annotations
 
-import ctypes
 import inspect
 import math
 import pickle
-import platform
 import resource
 import time
 import traceback
@@ -46,6 +44,7 @@ from ..readouts import READOUTS, make_module, make_readout
 from ..readouts.pooling import pool_sequences
 from ..store import PHASES, ReadoutWriter, RunReader, StoreError
 from ..tasks import Task
+from .memory import keep_large_arrays_mapped
 
 WASHOUT, TRAIN, TEST = PHASES["washout"], PHASES["train"], PHASES["test"]
 #: most prequential / test evaluations a trainer makes over a phase
@@ -506,7 +505,7 @@ def train_store(path: str | Path, spec: ReadoutSection, *, device: str | None = 
         Called with ``(rows consumed, rows expected)`` after each stretch (progress bars).
     """
     reader, device, trainer, dev = prepare(path, spec, device=device, task=task, model=model)
-    _keep_large_arrays_mapped()
+    keep_large_arrays_mapped()   # block-sized arrays do not fragment the heap (engine/memory.py)
     expected = int(dev.get("expected_rows") or 0) or reader.committed(device)
     writer = ReadoutWriter(path, device, trainer.name, n_outputs=trainer.task.n_outputs,
                            describe=spec.describe(), history_columns=trainer.history_columns(),
@@ -545,28 +544,6 @@ def train_store(path: str | Path, spec: ReadoutSection, *, device: str | None = 
     except BaseException as exc:
         writer.finish("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
         raise
-
-
-#: arrays at least this large are mapped and given back to the system when freed (glibc)
-_MMAP_THRESHOLD = 1 << 20
-_M_MMAP_THRESHOLD = -3   # mallopt's parameter number in glibc's malloc.h
-
-
-def _keep_large_arrays_mapped() -> None:
-    """Keep the trainer's resident memory flat in run length (glibc only; elsewhere nothing).
-
-    glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after
-    which the block-sized arrays of every later block come from the heap instead and
-    fragment it: a ridge trainer's peak RSS crept from 304 to 369 MiB between 10^4 and
-    10^5 rows of N=1000 features, with the Python objects alive flat (tracemalloc). Fixing
-    the threshold (which turns the adjustment off) kept it at 304 MiB for both.
-    """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return
-    try:
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-    except (OSError, AttributeError):   # no mallopt: leave the allocator as it is
-        pass
 
 
 def readout_specs(path: str | Path, readout: str | dict[str, Any] | ReadoutSection | None = None, *,

@@ -7,6 +7,9 @@ imported by the device and readout workers. :func:`runtime_env` is passed to ``r
 by :func:`labbench.engine.ray_runtime.ensure_ray`; its set-up hook :func:`private_imports`
 runs in each worker before any task and takes those entries out again.
 
+The hook also fixes the worker's mmap threshold (:mod:`labbench.engine.memory`), so the
+device and trainer actors' memory stays flat in run length.
+
 Code a worker needs comes from installed packages, ``PYTHONPATH`` (which workers inherit),
 or is sent by value (classes defined in ``__main__`` or a notebook).
 """
@@ -28,7 +31,8 @@ def runtime_env() -> dict[str, Any]:
 
 
 def private_imports() -> None:
-    """Remove the driver's working directory (and ``""``, ``"."``) from this worker's ``sys.path``."""
+    """Remove the driver's working directory (and ``""``, ``"."``) from this worker's ``sys.path``;
+    fix its mmap threshold (:func:`labbench.engine.memory.keep_large_arrays_mapped`)."""
     try:
         # Ray adds the driver's directories when the job's first task arrives: have it do so
         # now, so that they can be taken out before any task runs (Ray 2.x; without it, the
@@ -40,3 +44,6 @@ def private_imports() -> None:
         pass
     drop = {"", ".", *filter(None, os.environ.get(STRIP_ENV, "").split(os.pathsep))}
     sys.path[:] = [p for p in sys.path if p not in drop]
+    from .memory import keep_large_arrays_mapped
+
+    keep_large_arrays_mapped()
