@@ -66,6 +66,7 @@ class CrashingESNParams(ESNParams):
     # zarr.json): the previous block's reply has then surely reached the writer, so what the store
     # holds at each death does not depend on how fast that reply travelled (a busy machine)
     wait_committed: str = ""
+    wait_rows: int = -1           # with wait_committed: the rows to wait for (-1: every row before this block)
 
 
 class CrashingESN(EchoStateNetwork):
@@ -78,7 +79,7 @@ class CrashingESN(EchoStateNetwork):
     Params = CrashingESNParams
 
     def __init__(self, **params: Any) -> None:
-        crash = {k: params.pop(k) for k in ("crash_at_block", "how", "once_marker", "wait_committed")
+        crash = {k: params.pop(k) for k in ("crash_at_block", "how", "once_marker", "wait_committed", "wait_rows")
                  if k in params}
         super().__init__(**params)
         self.crash = CrashingESNParams(**params, **crash)
@@ -96,7 +97,7 @@ class CrashingESN(EchoStateNetwork):
                 if marker is not None:
                     marker.write_text("crashed once")
                 if c.wait_committed:
-                    _wait_committed(c.wait_committed, self.blocks * len(u))
+                    _wait_committed(c.wait_committed, self.blocks * len(u) if c.wait_rows < 0 else c.wait_rows)
                 if c.how == "sigkill":
                     os.kill(os.getpid(), signal.SIGKILL)
                 raise RuntimeError(f"amplifier saturated at block {self.blocks}")

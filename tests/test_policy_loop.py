@@ -21,7 +21,6 @@ import zarr
 
 import labbench as lb
 from conftest import PROTOCOLS, small_protocol
-from labbench.engine import actor_loop
 from labbench.spec.policy import LoopBlock, NextBlock, check_next, loop_timing
 from labbench.spec.protocol import ProtocolError, from_dict, load
 from labbench.store import RunReader, StoreError
@@ -168,16 +167,18 @@ def test_in_actor_and_bench_loops_make_the_same_run(feedback_run, store_root):
 
 
 @pytest.mark.parametrize("mode", ["actor", "bench"])
-def test_a_device_restarted_mid_loop_gives_the_same_run(feedback_run, store_root, tmp_path, monkeypatch, mode):
-    # in the actor, chunks of 4 blocks: the kill at block 40 finds committed rows to replay
-    monkeypatch.setattr(actor_loop, "CHUNK_BLOCKS", 4)
+def test_a_device_restarted_mid_loop_gives_the_same_run(feedback_run, store_root, tmp_path, mode):
+    # the device dies at block 40 once the store holds blocks 0-39 (bench), or some blocks (actor: the
+    # loop hands its blocks over at the block boundary after the bench asks; it stalls in block 40)
     proto = _feedback_proto("crashing_esn", mode=mode, crash_at_block=40, how="sigkill",
-                            once_marker=str(tmp_path / "killed"))
+                            once_marker=str(tmp_path / "killed"), wait_rows=-1 if mode == "bench" else 1,
+                            wait_committed=str(store_root / "*.zarr" / "esn" / "zarr.json"))
     run = lb.run(proto, store_root=store_root, progress=False)
     assert (tmp_path / "killed").exists()
     r = RunReader(run.store)
     (restart,) = r.device_attrs("esn")["restarts"]
     assert restart["replayed_rows"] == restart["committed"] > 0
+    assert restart["committed"] == 400 if mode == "bench" else restart["committed"] % 10 == 0
     ref = feedback_run[1]
     for key in ("inputs", "features", "targets", "phase"):
         np.testing.assert_array_equal(r.read("esn")[key], ref.read("esn")[key], err_msg=key)

@@ -1,12 +1,11 @@
 """The bench's side of a closed loop run inside the device actor (``[run] closed_loop = "actor"``).
 
 The task's policy is shipped to each device actor once (:meth:`DeviceActor.loop_start`);
-the actor then loops block -> policy -> next block by itself
+the actor then loops block -> policy -> next block by itself, on a thread of its own
 (:class:`~labbench.engine.closed_loop.PolicyLoop`), so a decision costs no Ray round trip.
-The bench asks for the blocks in coarse chunks (about :data:`CHUNK_S` seconds of them),
-two calls queued per device so the actor goes from one chunk to the next without waiting,
-and writes every block with its ``loop`` record to the store as the chunks arrive (from a
-writer thread of its own, as in the bench-side loop).
+The bench takes the blocks in coarse chunks (about :data:`CHUNK_S` seconds of them; the
+loop runs on while a chunk travels) and writes every block with its ``loop`` record to
+the store as the chunks arrive (from a writer thread of its own, as in the bench-side loop).
 
 Each chunk also carries the policy as it stands after its last block. When the device's
 process dies, the bench writes what it received, lets the run's recovery rebuild the
@@ -34,13 +33,11 @@ from .errors import DeviceDown
 from .progress import ProgressBar
 from ..store import RunStore
 
-__all__ = ["CHUNK_BLOCKS", "CHUNK_S", "stream_in_actor"]
+__all__ = ["CHUNK_S", "stream_in_actor"]
 
 #: seconds of loop per chunk the actor hands back: how far the store may lag behind the loop
 CHUNK_S = 0.2
-#: at most this many blocks per chunk (small blocks on a fast device)
-CHUNK_BLOCKS = 256
-#: chunk calls queued per device actor, so it never waits for the bench between chunks
+#: chunk calls queued per device actor: the next take is waiting there when one returns
 _IN_FLIGHT = 2
 
 
@@ -103,7 +100,7 @@ def stream_in_actor(proto: Any, streams: list[Any], store: RunStore, phase: np.n
             raise DeviceDown(f"device {s.group!r} could not start the closed loop: {_cause(exc)}") from None
         since[s.group] = time.monotonic()
         while len(inflight[s.group]) < _IN_FLIGHT:
-            inflight[s.group].append(s.actor.loop_chunk.remote(CHUNK_S, CHUNK_BLOCKS))
+            inflight[s.group].append(s.actor.loop_chunk.remote(CHUNK_S))
 
     label = f"{proto.protocol.name} on {proto.describe_devices()} (closed loop in the device)"
     bar = ProgressBar(sum(total - s.next_row for s in streams), label, enabled=progress, console=console)
@@ -154,7 +151,7 @@ def stream_in_actor(proto: Any, streams: list[Any], store: RunStore, phase: np.n
             if chunk.done:
                 finished.add(s.group)
             elif s.group not in finished:
-                inflight[s.group].append(s.actor.loop_chunk.remote(CHUNK_S, CHUNK_BLOCKS))
+                inflight[s.group].append(s.actor.loop_chunk.remote(CHUNK_S))
     elapsed = time.perf_counter() - t_start
     timings["store_appends"] = writer.appends
     timings["loop_chunks"] = chunks

@@ -78,18 +78,30 @@ class DeviceActor:
         :class:`~labbench.engine.closed_loop.PolicyLoop`); the blocks come back through
         :meth:`loop_chunk`. ``policy`` and ``previous`` are fresh at the start of a run, or as
         the last chunk the bench received left them after a restart. Returns ``start``."""
+        import sys
+
+        self._end_loop()
+        # the loop's thread and the thread that hands its chunks over share the GIL: switch every
+        # 0.5 ms rather than Python's 5 ms, so serialising a chunk never holds a decision up for long
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         self._loop = PolicyLoop(self.reservoir, task, policy, start=start, total=total, block=block,
                                 input_dtype=input_dtype, previous=previous)
+        self._loop.start()
         return int(start)
 
-    def loop_chunk(self, max_s: float, max_blocks: int) -> LoopChunk:
-        """The next blocks of the loop started by :meth:`loop_start` (about ``max_s`` seconds of them)."""
+    def loop_chunk(self, max_s: float) -> LoopChunk:
+        """The blocks the loop started by :meth:`loop_start` has run since the last call (it waits
+        about ``max_s`` seconds for them; the loop runs on meanwhile, on a thread of its own)."""
         if self._loop is None:
             raise RuntimeError("no closed loop started in this device actor (loop_start first)")
-        before = self._loop.device_s
-        chunk = self._loop.chunk(max_s, max_blocks)
-        self.busy_s += self._loop.device_s - before
-        return chunk
+        return self._loop.take(max_s)
+
+    def _end_loop(self) -> None:
+        """Stop the loop's thread (if any) and count its device time."""
+        if self._loop is not None:
+            self._loop.stop()
+            self.busy_s += self._loop.device_s
+            self._loop = None
 
     def replay(self, u: np.ndarray) -> int:
         """Run ``u`` and keep nothing but the device's new state (after a restart); returns its rows."""
@@ -124,10 +136,11 @@ class DeviceActor:
         """Seconds spent in the driver's ``run`` and peak resident memory (MiB) of this worker."""
         import resource
 
-        return {"device_busy_s": self.busy_s,
+        return {"device_busy_s": self.busy_s + (self._loop.device_s if self._loop is not None else 0.0),
                 "device_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     def close(self) -> None:
+        self._end_loop()                       # the loop's thread lets go of the device first
         self.reservoir.close()
 
 

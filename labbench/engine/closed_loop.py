@@ -15,13 +15,16 @@ make one device call per step; everything inside a step is vectorised.
 
 :class:`PolicyLoop` is a closed-loop *task's* loop (:mod:`labbench.spec.policy`) run next
 to the device, in the device actor's process (``[run] closed_loop = "actor"``): block ->
-policy -> next block, with no round trip to the bench between blocks. It hands the blocks
-back in coarse chunks (:meth:`PolicyLoop.chunk`) with each block's loop record, so the
-bench still streams every block and every record to the store while the run goes.
+policy -> next block on a thread of its own, with no round trip to the bench between
+blocks. The bench takes the blocks run so far in coarse chunks (:meth:`PolicyLoop.take`),
+each block with its loop record, so it still streams every block and every record to the
+store while the run goes; handing a chunk over never holds the loop up.
 """
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -134,7 +137,7 @@ def learn_with_feedback(reservoir: Reservoir, readout, teacher: np.ndarray, sync
 
 @dataclass
 class LoopChunk:
-    """What :meth:`PolicyLoop.chunk` hands back: the blocks it ran and where the loop stands.
+    """What :meth:`PolicyLoop.take` hands over: the blocks run since the last take, and where the loop stands.
 
     Attributes
     ----------
@@ -144,16 +147,16 @@ class LoopChunk:
         streams) and ``loop`` (the block's row of the raw stream ``loop``: ``row``,
         ``latency_s``, ``policy_s``, ``device_s`` and the policy's record, as length-1 arrays).
     policy : object
-        The policy as it is after the last block (a copy, once it has crossed to the bench),
-        so a restarted device can go on with it.
+        A copy of the policy as it was right after the last of these blocks, so a restarted
+        device can go on from there.
     previous : LoopBlock or None
-        The last block as the policy saw it (what it receives next).
+        The last of these blocks as the policy saw it (what it receives next).
     next_row : int
-        The first row not run yet.
+        The first row after these blocks.
     done : bool
-        Every row of the run has been run.
+        The loop has ended (every row run, or an error); nothing follows these blocks.
     error : str or None
-        One line when the loop stopped on an error (the blocks before it are in ``blocks``).
+        One line when the loop stopped on an error (after the last of ``blocks``).
     error_kind : str or None
         ``"policy"`` (the policy raised or answered wrongly) or ``"device"`` (the driver raised).
     """
@@ -168,7 +171,7 @@ class LoopChunk:
 
 
 class PolicyLoop:
-    """A closed-loop task's policy run next to the device: block -> policy -> next block.
+    """A closed-loop task's policy run next to the device, on a thread: block -> policy -> next block.
 
     The same steps, in the same order, as the bench's loop (``[run] closed_loop = "bench"``),
     so for a deterministic device the decisions, inputs and records are bit for bit the same;
@@ -178,7 +181,7 @@ class PolicyLoop:
     Parameters
     ----------
     reservoir : Reservoir
-        The open device.
+        The open device (used by the loop's thread only, until the loop ends or is stopped).
     task : ClosedLoopTask
         The task (its name and widths, for checking the policy's answers).
     policy : callable
@@ -203,55 +206,106 @@ class PolicyLoop:
         self.previous = previous
         self.device_s = 0.0             # time inside reservoir.run, summed
         self._last_end: float | None = None
+        self._cond = threading.Condition()
+        self._blocks: list[dict[str, Any]] = []     # run, not taken yet
+        self._cut: LoopChunk | None = None          # a hand-over the loop made at a take's request
+        self._want_cut = False
+        self._stop = False
+        self._ended = False
+        self._error: tuple[str, str] | None = None
+        self._thread = threading.Thread(target=self._serve, name="labbench-policy-loop", daemon=True)
 
-    def chunk(self, max_s: float, max_blocks: int) -> LoopChunk:
-        """Run blocks until ``max_s`` seconds have passed, ``max_blocks`` are done or the run ends.
+    def start(self) -> None:
+        """Start the loop's thread."""
+        self._thread.start()
 
-        At least one block is run (unless the run is over). A policy or driver error stops
-        the chunk and is returned as ``error`` (one line), with the blocks before it.
-        """
-        out: list[dict[str, Any]] = []
-        t_chunk = time.perf_counter()
+    def take(self, max_s: float) -> LoopChunk:
+        """The blocks run since the last take, cut at the first block boundary after this call
+        (where the loop copies its policy for a restart; the loop never waits for a take), handed
+        over ``max_s`` seconds after the call, or as soon as the loop has ended."""
+        deadline = time.perf_counter() + max_s
+        with self._cond:
+            if self._ended:                # the loop's state is final: everything, at once
+                return self._hand_over()
+            self._want_cut = True          # the loop cuts after its current block
+            while self._cut is None and not self._ended:
+                self._cond.wait()
+            chunk, self._cut = self._cut, None
+            self._want_cut = False
+            if chunk is None:              # it ended before a cut
+                return self._hand_over()
+            while not self._ended and time.perf_counter() < deadline:     # coarse chunks for the store
+                self._cond.wait(timeout=deadline - time.perf_counter())
+            return chunk
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the loop after its current block and wait for its thread (the device is free again)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def _hand_over(self) -> LoopChunk:
+        """A chunk of the untaken blocks with the loop's state now (call with the lock held, between blocks)."""
+        blocks, self._blocks = self._blocks, []
+        kind, error = self._error if self._error is not None else (None, None)
+        return LoopChunk(blocks=blocks, policy=copy.deepcopy(self.policy), previous=self.previous,
+                         next_row=self.next_row, done=self._ended, error=error, error_kind=kind)
+
+    def _serve(self) -> None:
+        try:
+            while self.next_row < self.total and not self._stop:
+                blk, error = self._step()
+                with self._cond:
+                    if blk is not None:
+                        self._blocks.append(blk)
+                    if error is not None:
+                        self._error = error
+                        break
+                    if self._want_cut and self._cut is None:
+                        self._cut = self._hand_over()
+                        self._cond.notify_all()
+        except BaseException as exc:        # noqa: BLE001 - anything else ends the loop with one line
+            self._error = ("device", f"failed in its closed loop: {_one_line(exc)}")
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def _step(self) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+        """One block: the policy decides, the device runs. ``(block, None)`` or ``(None, (kind, line))``."""
         task = self.task
-        while self.next_row < self.total and len(out) < max_blocks:
-            a = self.next_row
-            rows = min(self.block, self.total - a)
-            b = a + rows
-            t0 = time.perf_counter()
-            try:
-                nb = check_next(self.policy(self.previous, rows), rows, task.n_inputs, task.n_outputs, task.name)
-            except Exception as exc:    # noqa: BLE001 - the policy's own error, reported as one line
-                return self._result(out, f"policy of task {task.name!r} failed deciding rows {a}–{b}: "
-                                         f"{_one_line(exc)}", "policy")
-            t1 = time.perf_counter()
-            latency = float("nan") if self._last_end is None else t1 - self._last_end
-            u = nb.inputs.astype(self.input_dtype, copy=False)
-            try:
-                result = self.reservoir.run(u)
-            except Exception as exc:    # noqa: BLE001 - the driver's error, reported as one line
-                return self._result(out, f"failed on rows {a}–{b}: {_one_line(exc)}", "device")
-            t2 = time.perf_counter()
-            self._last_end = t2
-            self.device_s += t2 - t1
-            features = result.features if result.features.base is None else result.features.copy()
-            if features.shape[0] != rows:
-                return self._result(out, f"returned {features.shape[0]} rows for rows {a}–{b}", "device")
-            index = 0 if self.previous is None else self.previous.index + 1
-            self.previous = LoopBlock(index=index, start=a, inputs=nb.inputs, features=features,
-                                      targets=nb.targets, raw=result.raw)
-            record = {"row": np.array([a], dtype=np.int64), "latency_s": np.array([latency]),
-                      "policy_s": np.array([t1 - t0]), "device_s": np.array([t2 - t1]),
-                      **{k: np.array([v], dtype=np.float64) for k, v in nb.record.items()}}
-            out.append({"start": a, "inputs": u, "features": features, "targets": nb.targets,
-                        "raw": result.raw, "loop": record})
-            self.next_row = b
-            if t2 - t_chunk >= max_s:
-                break
-        return self._result(out, None, None)
-
-    def _result(self, blocks: list[dict[str, Any]], error: str | None, kind: str | None) -> LoopChunk:
-        return LoopChunk(blocks=blocks, policy=self.policy, previous=self.previous, next_row=self.next_row,
-                         done=self.next_row >= self.total, error=error, error_kind=kind)
+        a = self.next_row
+        rows = min(self.block, self.total - a)
+        b = a + rows
+        t0 = time.perf_counter()
+        try:
+            nb = check_next(self.policy(self.previous, rows), rows, task.n_inputs, task.n_outputs, task.name)
+        except Exception as exc:    # noqa: BLE001 - the policy's own error, reported as one line
+            return None, ("policy", f"policy of task {task.name!r} failed deciding rows {a}–{b}: {_one_line(exc)}")
+        t1 = time.perf_counter()
+        latency = float("nan") if self._last_end is None else t1 - self._last_end
+        u = nb.inputs.astype(self.input_dtype, copy=False)
+        try:
+            result = self.reservoir.run(u)
+        except Exception as exc:    # noqa: BLE001 - the driver's error, reported as one line
+            return None, ("device", f"failed on rows {a}–{b}: {_one_line(exc)}")
+        t2 = time.perf_counter()
+        self._last_end = t2
+        self.device_s += t2 - t1
+        features = result.features if result.features.base is None else result.features.copy()
+        if features.shape[0] != rows:
+            return None, ("device", f"returned {features.shape[0]} rows for rows {a}–{b}")
+        index = 0 if self.previous is None else self.previous.index + 1
+        self.previous = LoopBlock(index=index, start=a, inputs=nb.inputs, features=features,
+                                  targets=nb.targets, raw=result.raw)
+        record = {"row": np.array([a], dtype=np.int64), "latency_s": np.array([latency]),
+                  "policy_s": np.array([t1 - t0]), "device_s": np.array([t2 - t1]),
+                  **{k: np.array([v], dtype=np.float64) for k, v in nb.record.items()}}
+        self.next_row = b
+        return {"start": a, "inputs": u, "features": features, "targets": nb.targets, "raw": result.raw,
+                "loop": record}, None
 
 
 def _one_line(exc: BaseException) -> str:
