@@ -5,17 +5,19 @@ A closed-loop task (:class:`labbench.tasks.base.ClosedLoopTask`) gives the bench
 :class:`LoopBlock` the device returned last (``None`` before the first block); the policy
 returns the next ``rows`` rows of inputs, their targets, and a few numbers about its
 decision (the ``record``: the firing rate it measured, the command it chose, whether the
-last trial was a hit...). The bench runs the device one block at a time (no block in
-flight ahead, unlike an open-loop run) and calls the policy between blocks, in the
-writer's process, so a policy keeps its state across a device restart.
+last trial was a hit...). The device runs one block at a time (no block in flight ahead,
+unlike an open-loop run) and the policy is called between blocks: by default in the
+device's actor, next to the driver (``[run] closed_loop = "actor"``,
+:class:`labbench.engine.closed_loop.PolicyLoop`), or in the writer's process
+(``"bench"``). Either way a policy keeps its state across a device restart.
 
 Every block's record is stored as one row of the device's raw stream ``loop``, beside the
 loop's own timing (:data:`TIMING_COLUMNS`):
 
 ``latency_s``
     the device's idle time between the end of the previous block and the start of this one,
-    measured on the device actor's clock: the whole loop (results back to the bench, the
-    policy, the next block back to the device). ``nan`` for the first block.
+    measured on the device actor's clock: the whole loop (in the bench mode also the results
+    back to the bench and the next block back to the device). ``nan`` for the first block.
 ``policy_s``
     the part of it the policy took.
 ``device_s``
