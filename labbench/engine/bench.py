@@ -382,6 +382,9 @@ class _Execution:
         return data, phase
 
     def _run(self) -> Run:
+        from .memory import keep_large_arrays_mapped
+
+        keep_large_arrays_mapped()   # the writer's memory flat in run length (engine/memory.py)
         p = self.proto
         loop = p.task.closed_loop
         t_run = time.perf_counter()
