@@ -21,11 +21,60 @@ spiking neuron (CSR by presynaptic neuron) into a ring buffer of delays, so the 
 a step is N membrane updates plus the synapses of the neurons that spiked. A spike
 emitted at the end of step t with a delay of d steps acts from step t + 1 + d (the
 schedule of Brian2 and NEST); input spikes act in the step they are drawn for.
+
+A step makes two passes: a branch-free pass over all neurons that LLVM vectorises
+(:func:`_membrane_pass`), then the spiking neurons found 8 flags at a time
+(:func:`_spiking`) send their spikes. Same operations in the same order as one scalar
+pass, so the same spike trains bit for bit, ~1.5x faster on the project's AMD machines.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
+
+
+@njit(cache=True, error_model="numpy")
+def _membrane_pass(v, j_e, j_i, be, bi, trace, refr, fired, drive, E_L, v_th, v_reset, ref_steps, P_mm, P_me, P_mi,
+                   P_ee, P_ii, P_tr):
+    """One step of every neuron: arrivals ``be``/``bi`` (then cleared), the exact update,
+    threshold, reset and refractory count; ``fired[k]`` tells who spiked.
+
+    Branch-free, and a function of its own, so that LLVM vectorises it (inside
+    :func:`run_block` it stayed scalar; ``and``/``or`` would short-circuit into branches,
+    hence ``&``/``|``). The refractory count is never negative, so ``max(r - 1, 0)`` is
+    ``r - 1`` while held. Same IEEE operations in the same order as the scalar loop.
+    """
+    for k in range(v.shape[0]):
+        je = j_e[k] + be[k]
+        ji = j_i[k] + bi[k]
+        be[k] = 0.0
+        bi[k] = 0.0
+        vk = E_L + (v[k] - E_L) * P_mm + je * P_me + ji * P_mi + drive[k] * (1.0 - P_mm)
+        j_e[k] = je * P_ee
+        j_i[k] = ji * P_ii
+        trace[k] *= P_tr
+        rk = refr[k]
+        fire = (vk >= v_th) & (rk <= 0)
+        v[k] = v_reset if (rk > 0) | fire else vk
+        refr[k] = ref_steps if fire else max(rk - 1, 0)
+        fired[k] = fire
+
+
+@njit(cache=True)
+def _spiking(fired, out):
+    """Write the indices ``k`` with ``fired[k]`` to ``out`` in increasing order; return
+    their number. Reads 8 flags at a time (``fired`` is uint8, a multiple of 8 long), so a
+    step with few spikes costs N/8 word tests."""
+    words = fired.view(np.uint64)
+    m = 0
+    for i in range(words.size):
+        if words[i] != 0:
+            for k in range(8 * i, 8 * i + 8):
+                if fired[k]:
+                    out[m] = k
+                    m += 1
+    return m
 
 
 @njit(cache=True, error_model="numpy")
@@ -48,10 +97,14 @@ def run_block(
     N = v.shape[0]
     D = buf_e.shape[0]
     n_spikes = 0
+    fired = np.zeros(-(-N // 8) * 8, dtype=np.uint8)  # whole 64-bit words for _spiking
+    spiking = np.empty(N, dtype=np.int64)
+    no_drive = np.zeros(N)
     cap = spike_step.shape[0]
     use_current = j_ext_rows.shape[0] > 0
     use_poisson = in_rate_rows.shape[0] > 0
     for r in range(n_rows):
+        drive = j_ext_rows[r] if use_current else no_drive  # an unconditional load in the loop
         if feature_mode == 1:
             for k in range(N):
                 features[r, k] = 0.0
@@ -77,39 +130,28 @@ def run_block(
                         j_e[k] += noise_w
             be = buf_e[slot]
             bi = buf_i[slot]
-            for k in range(N):  # one pass: arrivals, exact step, threshold
-                je = j_e[k] + be[k]
-                ji = j_i[k] + bi[k]
-                be[k] = 0.0
-                bi[k] = 0.0
-                drive = j_ext_rows[r, k] if use_current else 0.0
-                vk = E_L + (v[k] - E_L) * P_mm + je * P_me + ji * P_mi + drive * (1.0 - P_mm)
-                j_e[k] = je * P_ee
-                j_i[k] = ji * P_ii
-                trace[k] *= P_tr
-                if refr[k] > 0:
-                    refr[k] -= 1
-                    v[k] = v_reset
-                    continue
-                if vk >= v_th:
-                    v[k] = v_reset
-                    refr[k] = ref_steps
-                    trace[k] += 1.0
-                    if feature_mode == 1:
-                        features[r, k] += 1.0
-                    if n_spikes < cap:
-                        spike_step[n_spikes] = t
-                        spike_neuron[n_spikes] = k
-                    n_spikes += 1
-                    for q in range(indptr[k], indptr[k + 1]):
-                        # emitted at the end of step t, it acts from step t + 1 + delay
-                        dslot = (t + 1 + delay[q]) % D
-                        if excitatory[k]:
-                            buf_e[dslot, idx[q]] += w[q]
-                        else:
-                            buf_i[dslot, idx[q]] += w[q]
-                else:
-                    v[k] = vk
+            _membrane_pass(v, j_e, j_i, be, bi, trace, refr, fired, drive, E_L, v_th, v_reset, ref_steps, P_mm, P_me,
+                           P_mi, P_ee, P_ii, P_tr)
+            # pass 2: the neurons that spiked, in increasing order
+            for m in range(_spiking(fired, spiking)):
+                k = spiking[m]
+                trace[k] += 1.0
+                if feature_mode == 1:
+                    features[r, k] += 1.0
+                if n_spikes < cap:
+                    spike_step[n_spikes] = t
+                    spike_neuron[n_spikes] = k
+                n_spikes += 1
+                # emitted at the end of step t, it acts from step t + 1 + delay: slot
+                # (t + 1 + delay) % D, with one compare instead of a division per synapse
+                # (0 <= delay < D)
+                next_slot = (t + 1) % D
+                buf = buf_e if excitatory[k] else buf_i
+                for q in range(indptr[k], indptr[k + 1]):
+                    dslot = next_slot + delay[q]
+                    if dslot >= D:
+                        dslot -= D
+                    buf[dslot, idx[q]] += w[q]
         if feature_mode == 0:
             for k in range(N):
                 features[r, k] = trace[k]
