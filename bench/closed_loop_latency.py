@@ -1,24 +1,29 @@
-"""What a closed loop through the bench costs: its latency and jitter, beside the same loop in one process.
+"""What a closed loop costs: its latency and jitter with the policy in the device's actor, in the bench, and in one process.
 
-The same closed loop runs two ways in this process:
+The same closed loop runs three ways in this process, in paired rounds (each round runs all
+three, in a rotating order, so a change in the machine's load hits them alike):
 
-(1) **bench**: ``labbench.run`` on a protocol (the device in a Ray actor, the policy in the
-    writer's process, the store written by its own thread). Latency is what the bench
-    stores per block: the device's idle time between the end of one block and the start
-    of the next, on the device process's clock.
-(2) **in process**: the same driver and the same policy called directly, one after the
-    other, no Ray and no store: the least a loop can cost (latency = the policy's time
-    plus the Python in between), measured the same way.
+(1) **actor** (``run.closed_loop = "actor"``, the default): ``labbench.run`` with the policy
+    shipped to the device's Ray actor, which loops block -> policy -> next block itself and
+    hands the blocks back in chunks; the store is written by the bench's writer thread.
+(2) **bench** (``run.closed_loop = "bench"``): ``labbench.run`` with the policy in the
+    writer's process: every block goes to the bench and the next one comes back (one Ray
+    round trip per block).
+(3) **in process**: the same driver and the same policy called directly, one after the
+    other, no Ray and no store: the least a loop can cost.
 
-Both see the same device, seed and policy, so both make the same decisions (checked: the
-commands must agree). Reported: median, 99th percentile and max latency, jitter (std and
-median absolute deviation), blocks per second, and the bench/in-process ratios.
+Latency is measured the same way in all three: the device's idle time between the end of
+one block and the start of the next, on the device process's clock (the runs store it per
+block). All three see the same device, seed and policy, so they make the same decisions
+(checked: every block's command must agree). Reported per mode: the median over rounds of
+the latency median, p99 and max, their min-max over rounds, jitter, blocks per second, and
+the load average before and after each round.
 
 Protocols: ``mea_closed_loop.toml`` (rate clamp on the in-silico culture, 40-row blocks)
 and ``mea_feedback.toml`` (DishBrain-style trials, 10-row blocks).
 
-Usage:  python bench/closed_loop_latency.py                 # both protocols, ~1.5 min
-        python bench/closed_loop_latency.py --blocks 40 --no-write   # smoke
+Usage:  python bench/closed_loop_latency.py                       # both protocols, 3 rounds, ~5 min
+        python bench/closed_loop_latency.py --rounds 1 --blocks 40 --no-write   # smoke
 Results: bench/results/closed_loop_latency.json and .md (a section for docs/benchmarks.md).
 """
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -38,6 +44,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 OUT_JSON = ROOT / "bench" / "results" / "closed_loop_latency.json"
 OUT_MD = ROOT / "bench" / "results" / "closed_loop_latency.md"
+MODES = ("actor", "bench", "in_process")
+LABELS = {"actor": "actor (policy in the device's actor)", "bench": "bench (policy in the writer, Ray round trip)",
+          "in_process": "in process (no Ray, no store)"}
+STATS = ("latency_ms_median", "latency_ms_p99", "latency_ms_max", "jitter_ms_std", "jitter_ms_mad", "blocks_per_s")
 
 
 def in_process(proto, blocks: int) -> dict[str, Any]:
@@ -72,6 +82,7 @@ def in_process(proto, blocks: int) -> dict[str, Any]:
 
 
 def through_bench(proto, blocks: int, root: Path) -> dict[str, Any]:
+    """``labbench.run`` on the protocol (its ``run.closed_loop`` says where the policy runs)."""
     import labbench as lb
     from labbench.spec.policy import loop_timing
     from labbench.store import RunReader
@@ -87,6 +98,8 @@ def through_bench(proto, blocks: int, root: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--blocks", type=int, default=0, help="blocks per run (default: the protocol's whole run)")
+    ap.add_argument("--rounds", type=int, default=3, help="paired rounds (each runs every mode once)")
+    ap.add_argument("--protocols", nargs="+", default=["mea_closed_loop", "mea_feedback"])
     ap.add_argument("--no-write", action="store_true", help="print only; do not write bench/results")
     args = ap.parse_args(argv)
 
@@ -96,32 +109,63 @@ def main(argv: list[str] | None = None) -> int:
     ensure_ray()
     results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": _cpus()}, "runs": {}}
     rows = []
-    for name in ("mea_closed_loop", "mea_feedback"):
+    for name in args.protocols:
         proto = load(ROOT / "protocols" / f"{name}.toml")
         block = proto.run.block
         blocks = args.blocks or proto.run.total // block
         total = blocks * block
-        proto = load(ROOT / "protocols" / f"{name}.toml",
-                     overrides={"run.washout": 0, "run.train": total, "run.test": 0})
-        with tempfile.TemporaryDirectory() as tmp:
-            bench = through_bench(proto, blocks, Path(tmp))
-        local = in_process(proto, blocks)
-        same = bool(np.allclose(bench.pop("commands").astype(np.float64), local.pop("commands")))
+        protos = {mode: load(ROOT / "protocols" / f"{name}.toml",
+                             overrides={"run.washout": 0, "run.train": total, "run.test": 0,
+                                        "run.closed_loop": mode}) for mode in ("actor", "bench")}
+        rounds: list[dict[str, Any]] = []
+        same = True
+        for k in range(args.rounds):
+            order = MODES[k % 3:] + MODES[:k % 3]
+            load_before = os.getloadavg()
+            out: dict[str, Any] = {}
+            for mode in order:
+                if mode == "in_process":
+                    out[mode] = in_process(protos["actor"], blocks)
+                else:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        out[mode] = through_bench(protos[mode], blocks, Path(tmp))
+            commands = {m: out[m].pop("commands").astype(np.float64) for m in MODES}
+            same = same and all(np.allclose(commands["in_process"], commands[m]) for m in ("actor", "bench"))
+            out["load_before"], out["load_after"] = load_before, os.getloadavg()
+            rounds.append(out)
+            print(f"{name} round {k + 1}/{args.rounds} (order {', '.join(order)}; load "
+                  f"{load_before[0]:.2f} -> {out['load_after'][0]:.2f}): " + "; ".join(
+                      f"{m} median {out[m]['latency_ms_median']:.3f} ms p99 {out[m]['latency_ms_p99']:.3f} ms"
+                      for m in MODES))
+        summary = {m: _summary([r[m] for r in rounds]) for m in MODES}
+        loads = [x for r in rounds for x in (r["load_before"][0], r["load_after"][0])]
         results["runs"][name] = {"blocks": blocks, "block_rows": block, "same_decisions": same,
-                                 "bench": bench, "in_process": local}
-        rows.append((name, blocks, block, bench, local, same))
-        print(f"{name}: {blocks} blocks of {block} rows, same decisions: {same}")
-        for label, r in (("bench", bench), ("in process", local)):
-            print(f"  {label:>10}: latency median {r['latency_ms_median']:.2f} ms, p99 {r['latency_ms_p99']:.2f} ms, "
-                  f"max {r['latency_ms_max']:.2f} ms, jitter std {r['jitter_ms_std']:.2f} ms / "
-                  f"MAD {r['jitter_ms_mad']:.2f} ms, {r['blocks_per_s']:.1f} blocks/s")
-        print(f"  bench / in process: latency x{bench['latency_ms_median'] / local['latency_ms_median']:.1f}, "
-              f"blocks/s x{bench['blocks_per_s'] / local['blocks_per_s']:.2f}")
+                                 "load_1min": [min(loads), max(loads)], "summary": summary, "rounds": rounds}
+        rows.append((name, blocks, block, summary, same, (min(loads), max(loads)), args.rounds))
+        print(f"{name}: {blocks} blocks of {block} rows, {args.rounds} rounds, same decisions: {same}, "
+              f"load {min(loads):.2f}-{max(loads):.2f}")
+        for m in MODES:
+            r = summary[m]
+            print(f"  {m:>10}: latency median {_fmt(r['latency_ms_median'])} ms, p99 "
+                  f"{_fmt(r['latency_ms_p99'])} ms, max {_fmt(r['latency_ms_max'])} ms, "
+                  f"{r['blocks_per_s']['median']:.1f} blocks/s")
+        ratio = summary["bench"]["latency_ms_median"]["median"] / summary["actor"]["latency_ms_median"]["median"]
+        print(f"  bench / actor latency x{ratio:.1f}")
     if not args.no_write:
         OUT_JSON.write_text(json.dumps(results, indent=1, default=float))
         OUT_MD.write_text(_markdown(rows))
         print(f"wrote {OUT_JSON.relative_to(ROOT)} and {OUT_MD.relative_to(ROOT)}")
     return 0
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Median and min-max over the rounds of each statistic."""
+    return {key: {"median": float(np.median([r[key] for r in runs])), "min": float(min(r[key] for r in runs)),
+                  "max": float(max(r[key] for r in runs))} for key in STATS}
+
+
+def _fmt(stat: dict[str, float], digits: int = 3) -> str:
+    return f"{stat['median']:.{digits}f} ({stat['min']:.{digits}f}–{stat['max']:.{digits}f})"
 
 
 def _cpus() -> int:
@@ -131,13 +175,18 @@ def _cpus() -> int:
 
 
 def _markdown(rows) -> str:
-    lines = ["| protocol | blocks × rows | loop | latency median (ms) | p99 (ms) | max (ms) | jitter std (ms) | "
-             "jitter MAD (ms) | blocks/s |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, blocks, block, bench, local, same in rows:
-        for label, r in (("bench (Ray actor + store)", bench), ("in process (no Ray, no store)", local)):
-            lines.append(f"| `{name}.toml` | {blocks} × {block} | {label} | {r['latency_ms_median']:.2f} | "
-                         f"{r['latency_ms_p99']:.2f} | {r['latency_ms_max']:.2f} | {r['jitter_ms_std']:.2f} | "
-                         f"{r['jitter_ms_mad']:.2f} | {r['blocks_per_s']:.1f} |")
+    lines = ["| protocol | blocks × rows | rounds | load (1 min) | loop | latency median (ms) | p99 (ms) | max (ms) | "
+             "jitter std (ms) | jitter MAD (ms) | blocks/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, blocks, block, summary, same, (lo, hi), n in rows:
+        for m in MODES:
+            r = summary[m]
+            lines.append(f"| `{name}.toml` | {blocks} × {block} | {n} | {lo:.1f}–{hi:.1f} | {LABELS[m]} | "
+                         f"{_fmt(r['latency_ms_median'])} | {_fmt(r['latency_ms_p99'])} | "
+                         f"{_fmt(r['latency_ms_max'], 2)} | {r['jitter_ms_std']['median']:.3f} | "
+                         f"{r['jitter_ms_mad']['median']:.3f} | {_fmt(r['blocks_per_s'], 1)} |")
+    lines.append("")
+    lines.append("Medians over paired rounds, (min–max) over rounds. Same decisions in every mode: "
+                 + ", ".join(f"`{r[0]}` {'yes' if r[4] else 'NO'}" for r in rows) + ".")
     return "\n".join(lines) + "\n"
 
 
