@@ -189,3 +189,38 @@ def test_large_arrays_stay_mapped_where_the_c_library_is_glibc():
         assert keep_large_arrays_mapped() is False
         pytest.skip(f"not glibc ({platform.system()} {platform.libc_ver()}): the allocator is left as it is")
     assert keep_large_arrays_mapped() is True
+
+
+def test_the_monitor_reads_a_backlog_in_slices_of_a_few_blocks(tmp_path, monkeypatch):
+    """A follower opening a long run reads it a few blocks at a time (here one block of 4
+    rows), and what it shows is every row, in order."""
+    from labbench.monitor import source
+
+    path = tmp_path / "r.zarr"
+    store = RunStore(path, "", {})
+    store.add_device("esn", spec={"n_inputs": 1, "n_features": 2}, describe={}, n_outputs=1, dtype="float64",
+                     chunk_rows=4)
+    rows = np.arange(100, dtype=np.float64)
+    store.append("esn", inputs=rows[:, None], features=np.stack([rows, -rows], 1), targets=2 * rows[:, None],
+                 phase=np.ones(100, np.int8))
+    store.finish("complete")
+    sizes = []
+    real = source._read_arrays
+
+    def spy(group, selections):
+        if "features" in selections:
+            sl = selections["features"][0]
+            sizes.append(sl.stop - sl.start)
+        return real(group, selections)
+
+    monkeypatch.setattr(source, "_read_arrays", spy)
+    monkeypatch.setattr(source, "_SLICE_BYTES", 4 * 2 * 8)   # one block of two float64 features
+    follower = source.StoreFollower(path, window_rows=200, max_rows_per_poll=60)
+    follower.poll()
+    while not follower.caught_up():
+        follower.poll()
+    dev = follower.devices["esn"]
+    assert sizes and max(sizes) == 4 and sum(sizes) == 100
+    feats = dev.features.recent.data
+    np.testing.assert_array_equal(feats[:, 0], rows)
+    np.testing.assert_array_equal(dev.inputs.recent.data[:, 0], rows)

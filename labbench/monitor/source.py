@@ -43,8 +43,11 @@ import zarr
 import zarr.api.asynchronous
 from zarr.core.sync import sync as zarr_sync
 
+from ..engine.memory import keep_large_arrays_mapped
 from ..store import StoreError
 
+#: most bytes of features one read of a poll takes (a poll reads several such slices)
+_SLICE_BYTES = 16 << 20
 #: column names used for rasters of raw streams written before streams named their columns
 _TIME_NAMES = ("time", "t", "step")
 _CHANNEL_NAMES = ("channel", "neuron", "electrode", "unit", "pixel")
@@ -479,6 +482,7 @@ class StoreFollower:
         self.polls = 0
         self.poll_seconds = 0.0
         self._frames: dict[tuple[str, str], Frame] = {}   # the image read last, per stream
+        keep_large_arrays_mapped()   # slices of features do not fragment the heap (engine/memory.py)
         self._open()
 
     # -- store ----------------------------------------------------------------------------
@@ -566,10 +570,21 @@ class StoreFollower:
         return zarr.open_group(str(self.path.joinpath(*parts)), mode="r")
 
     def _read_device(self, name: str, dev: DeviceFollower) -> int:
+        """Rows up to ``max_rows_per_poll`` past the last read, in slices of a few store blocks
+        (at most ``_SLICE_BYTES`` of features), so that memory does not depend on how far
+        behind the follower is (e.g. opening a long finished run)."""
         a = dev.position
         b = min(dev.committed, a + self.max_rows_per_poll)
         if b <= a:
             return 0
+        chunk = max(int(dev.attrs.get("chunk_rows") or 1), 1)
+        row_bytes = max(dev.n_features, 1) * 8
+        step = max(chunk, _SLICE_BYTES // row_bytes // chunk * chunk)
+        for lo in range(a, b, step):
+            self._read_rows(name, dev, lo, min(lo + step, b))
+        return b - a
+
+    def _read_rows(self, name: str, dev: DeviceFollower, a: int, b: int) -> None:
         x = dev.times(a, b)
         inputs, targets, feats = _read_arrays(self.path / name, {
             "inputs": (slice(a, b),), "targets": (slice(a, b),),
@@ -590,7 +605,6 @@ class StoreFollower:
         if dev.closed_loop:
             self._read_loop(name, dev)
         dev.position = b
-        return b - a
 
     def frame_count(self, device: str, key: str) -> int:
         """Images of the stream ``key`` (``stream/column``) in the device's committed blocks."""
