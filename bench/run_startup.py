@@ -6,8 +6,9 @@ machine's load drifts over all of them alike):
 - ``base``: the code of a baseline copy (``--baseline DIR``: a directory holding a ``labbench``
   package with ``drivers`` and ``readouts`` inside, e.g. ``git archive`` of an older commit),
   imported through ``PYTHONPATH``; it starts a fresh local Ray, as before issue 18;
-- ``fresh``: this checkout, no shared Ray recorded: the run starts its own local Ray;
-- ``shared``: this checkout, with a local Ray left running by ``labbench ray start`` (started
+- ``fresh``: this checkout (or ``--checkout DIR``, a copy laid out like the baseline's), no
+  shared Ray recorded: the run starts its own local Ray;
+- ``shared``: the same code, with a local Ray left running by ``labbench ray start`` (started
   once before the rounds, stopped after them): the run connects to it.
 
 Each run is the command a user types, in a fresh process (``python -m labbench.cli run ...
@@ -16,6 +17,10 @@ drain, evaluation). ``--profile`` adds, per way, the phases outside the run itse
 imports of the CLI (timed in a separate process) and the exit (the rest: Ray's shutdown).
 
     python bench/run_startup.py --rounds 5 --baseline /tmp/o_base   # -> bench/results/run_startup.json
+
+With other work going on in the same tree (e.g. a kernel whose numba cache is recompiled after
+every edit), compare two frozen copies that differ only in the change measured: ``--baseline``
+and ``--checkout``. ``--warmup`` runs each way once first, unrecorded (numba's caches).
 
 Processes run from a neutral working directory so that the checkout's own ``labbench`` is not
 imported by accident from the current directory.
@@ -44,12 +49,16 @@ def _load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+_CHECKOUT: str | None = None     # --checkout: the code of the "fresh" and "shared" ways
+
+
 def _env(way: str, baseline: str | None, ray_dir: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
     env.update(ENV)
     env["LABBENCH_RAY_DIR"] = ray_dir
-    if way == "base":
-        env["PYTHONPATH"] = baseline or ""
+    code = baseline if way == "base" else _CHECKOUT
+    if code:
+        env["PYTHONPATH"] = code
     return env
 
 
@@ -92,20 +101,27 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--baseline", default=None, help="directory with the baseline's labbench package")
     ap.add_argument("--protocol", default=str(ROOT / "protocols" / "mackey_glass.toml"))
+    ap.add_argument("--checkout", default=None, help="directory with the new code's labbench package (default: "
+                    "the installed checkout)")
+    ap.add_argument("--warmup", action="store_true", help="one unrecorded run per way first")
     ap.add_argument("--ways", default="base,fresh,shared")
     ap.add_argument("--profile", action="store_true", help="also time the imports per way")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "run_startup.json"))
     args = ap.parse_args()
+    global _CHECKOUT
+    _CHECKOUT = args.checkout
     ways = [w for w in args.ways.split(",") if w and (w != "base" or args.baseline)]
     work = Path(tempfile.mkdtemp(prefix="run_startup-"))
     empty_dir, shared_dir = str(work / "no-ray"), str(work / "ray")
     dirs = {"base": empty_dir, "fresh": empty_dir, "shared": shared_dir}
     rows: list[dict] = []
     env = _env("shared", None, shared_dir)
-    if "shared" in ways:
-        subprocess.run([sys.executable, "-m", "labbench.cli", "ray", "start"], env=env, cwd=tempfile.gettempdir(),
-                       check=True, capture_output=True)
     try:
+        if "shared" in ways:
+            subprocess.run([sys.executable, "-m", "labbench.cli", "ray", "start"], env=env,
+                           cwd=tempfile.gettempdir(), check=True, capture_output=True)
+        for way in ways if args.warmup else []:
+            run_once(way, Path(args.protocol), work / "runs", args.baseline, dirs[way])
         for r in range(args.rounds):
             order = ways[r % len(ways):] + ways[:r % len(ways)]
             for way in order:
