@@ -209,8 +209,8 @@ def test_in_actor_loop_records_reach_the_store_while_the_run_goes(ray_session, s
                 with contextlib.suppress(Exception):        # the group may not exist yet
                     r = RunReader(path)
                     status = r.attrs.get("status")
-                    rows = r.committed("dev")
-                    seen.append((status, rows, len(r.raw("dev", "loop")["row"]) if rows else 0))
+                    n_loop = len(r.raw("dev", "loop").get("row", ()))
+                    seen.append((status, r.committed("dev"), n_loop))   # rows read after: never fewer
                 time.sleep(0.02)
         threading.Thread(target=loop, daemon=True).start()
 
@@ -220,9 +220,9 @@ def test_in_actor_loop_records_reach_the_store_while_the_run_goes(ray_session, s
         stop.set()
     loop = run.reader().raw("dev", "loop")
     assert len(loop["row"]) == 40 and run.metrics["loop"]["blocks"] == 39
-    during = [(rows, n) for status, rows, n in seen if status == "running" and 0 < rows < 400]
+    during = [(rows, n) for status, rows, n in seen if status == "running" and 0 < n < 40]
     assert during, f"no poll saw the run part-way: {seen[:5]} ... {seen[-5:]}"
-    assert all(n * 10 == rows for rows, n in during)         # a block's record lands with its rows
+    assert all(10 * n <= rows for rows, n in during)         # a block's record lands with its rows
 
 
 def test_a_policy_error_in_the_actor_fails_the_run_in_one_line_with_the_blocks_kept(ray_session, store_root):
