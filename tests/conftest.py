@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ from labbench.engine.ray_runtime import RAY_ENV
 
 for _key, _value in RAY_ENV.items():
     os.environ.setdefault(_key, _value)
+# a local Ray that `labbench ray start` left running on this machine is not the tests' (runs would
+# connect to it): they see an empty record directory unless a test points it elsewhere
+os.environ["LABBENCH_RAY_DIR"] = os.path.join(tempfile.gettempdir(), f"labbench-tests-no-shared-ray-{os.getpid()}")
 # the monitor's tests draw with Qt off-screen: no display needed (and none is used if present)
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
