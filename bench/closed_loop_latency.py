@@ -175,8 +175,8 @@ def _cpus() -> int:
 
 
 def _markdown(rows) -> str:
-    lines = ["| protocol | blocks × rows | rounds | load (1 min) | loop | latency median (ms) | p99 (ms) | max (ms) | "
-             "jitter std (ms) | jitter MAD (ms) | blocks/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| protocol | blocks × rows | rounds | load (1 min) | loop | latency median (ms) | p99 (ms) | max (ms) | "
+              "jitter std (ms) | jitter MAD (ms) | blocks/s |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, blocks, block, summary, same, (lo, hi), n in rows:
         for m in MODES:
             r = summary[m]
