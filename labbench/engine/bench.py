@@ -17,7 +17,6 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -369,7 +368,7 @@ class _Execution:
             return self._run()
 
     def _prepare(self) -> tuple[TaskData, np.ndarray]:
-        """The task's data and phase column, and the training stack imported (run while Ray starts)."""
+        """The task's data and phase column, and the training stack imported."""
         p = self.proto
         from . import evaluation  # noqa: F401 - scikit-learn: needed when the trained readouts come back
 
@@ -388,14 +387,11 @@ class _Execution:
         p = self.proto
         loop = p.task.closed_loop
         t_run = time.perf_counter()
-        # Ray starts (or is connected to) in this thread while another generates the data and
-        # imports the training stack: both are seconds, and Ray's are mostly spent waiting
-        with ThreadPoolExecutor(1, thread_name_prefix="labbench-prepare") as pool:
-            prepared = pool.submit(self._prepare)
-            try:
-                session = connect(self.address)
-            finally:
-                data, phase = prepared.result()
+        # one after the other: measured on 2 cores, generating the data and importing the training
+        # stack in a thread while Ray starts made Ray's start-up longer by more than they take
+        # (docs/bench18_O.md)
+        data, phase = self._prepare()
+        session = connect(self.address)
         self.timings["ray_startup_s"] = session.seconds
         import ray    # after connect, which sets the variables Ray reads on import (loopback)
 
@@ -417,8 +413,14 @@ class _Execution:
                 s = _DeviceStream(dev, p.driver_class(dev), params, cpus[dev.group], self.lifted.get(dev.group), up)
                 by_group[dev.group] = s
                 streams.append(s)
-            # the trainer actors start with the devices (their workers import the training stack
-            # while the devices open); they are given the store once it exists. They read it
+            order = {d.group: i for i, d in enumerate(p.all_devices)}
+            streams.sort(key=lambda st: order[st.group])    # the store lists devices in protocol order
+            for s in streams:
+                self._await_info(s)
+            self.timings["device_startup_s"] = time.perf_counter() - t0
+            # the trainer actors start once the devices are up (started together, on 2 cores the
+            # device's start-up doubled: docs/bench18_O.md), while the store is made; they import
+            # the training stack at once and are given the store once it exists. They read it
             # through the file system: keep them on this node
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -429,11 +431,6 @@ class _Execution:
                 scheduling_strategy=here).remote("", ro.describe(), s.group, p.task))
                 for s in streams for ro in p.readouts]
             trainers += [(g, label, tr, None) for g, label, tr in starting]     # killed in `finally` if need be
-            order = {d.group: i for i, d in enumerate(p.all_devices)}
-            streams.sort(key=lambda st: order[st.group])    # the store lists devices in protocol order
-            for s in streams:
-                self._await_info(s)
-            self.timings["device_startup_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             store = self._open_store(streams, data)
             store.set_attrs(ray={"mode": session.mode, "address": session.address})
