@@ -106,8 +106,9 @@ def test_summary_counts_energy_resources_and_the_distance_to_the_float_lsm():
 
 
 def test_mock_means_the_emulator_and_the_emulator_is_always_available():
-    assert Loihi.mock_params({"backend": "hw", "lava_python": "/x", "units": 5}) == {"backend": "emulator",
-                                                                                       "units": 5}
+    assert Loihi.mock_params({"backend": "hw", "units": 5}) == {"backend": "emulator", "units": 5}
+    with pytest.raises(Exception, match="lava_python"):      # a protocol names no interpreter to run
+        Loihi(units=5, lava_python="/usr/bin/python3")
     assert Loihi.backends()["emulator"] == (True, "ok")
     assert Loihi.backend_of({}) == "emulator"
 

@@ -236,6 +236,9 @@ SAFE_SITES = {
         "a constant of the ESTIMATORS table, looked up by an allow-listed name",
     ("readouts/__init__.py", "estimator_class", "_estimator_entry_points()[name].load"):
         "entry point of an installed package (group labbench.estimators), looked up by a name that is a key of it",
+    ("drivers/loihi/lava_worker.py", "<module>", "_spec.loader.exec_module"):
+        "the worker's wire module: $LABBENCH_WORKER_WIRE, which PythonWorker sets to its own worker_wire.py, or "
+        "the file beside; the Lava interpreter itself comes from $LABBENCH_LAVA_PYTHON or .venv-lava, never a protocol",
     ("readouts/__init__.py", "module_class", "importlib.import_module"):
         "a constant of the MODULES table, looked up by a module kind that is a key of it",
 }

@@ -63,8 +63,6 @@ class LoihiParams(LSMParams):
     backend: Literal["emulator", "lava", "hw"] = Field(
         "emulator", description="emulator (bit-exact with Lava's fixed_pt models), lava (Lava's CPU simulation "
                                 "in a Python 3.10 worker) or hw (a Loihi board through lava-loihi)")
-    lava_python: str | None = Field(None, description="the Python 3.10 interpreter with lava-nc (default: "
-                                                      "$LABBENCH_LAVA_PYTHON, else .venv-lava/bin/python)")
     tau_syn: Literal["tau_e", "tau_i"] = Field("tau_e", description="the LSM time constant Loihi's single "
                                                                      "synaptic current takes")
     decay: Literal["issue", "exact"] = Field("issue", description="du = round(4096 dt/tau) ('issue') or the "
@@ -117,7 +115,7 @@ class Loihi(Reservoir):
     @classmethod
     def mock_params(cls, params: dict[str, Any]) -> dict[str, Any]:
         """The emulator instead of Lava or a board."""
-        return {**{k: v for k, v in params.items() if k != "lava_python"}, "backend": "emulator"}
+        return {**params, "backend": "emulator"}
 
     @classmethod
     def footprint(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -145,7 +143,9 @@ class Loihi(Reservoir):
             return Emulator(self.network_)
         from .lava_backend import LavaBackend
 
-        return LavaBackend(self.network_, python=p.lava_python, hardware=p.backend == "hw")
+        # the interpreter comes from the person running the bench ($LABBENCH_LAVA_PYTHON, else
+        # .venv-lava), never from the protocol: a protocol names no program to run
+        return LavaBackend(self.network_, hardware=p.backend == "hw")
 
     def reset(self, seed: int | None = None) -> None:
         self._require_open()
