@@ -389,7 +389,7 @@ class _Execution:
         t_run = time.perf_counter()
         # one after the other: measured on 2 cores, generating the data and importing the training
         # stack in a thread while Ray starts made Ray's start-up longer by more than they take
-        # (docs/bench18_O.md)
+        # (docs/benchmarks.md, issue 18)
         data, phase = self._prepare()
         session = connect(self.address)
         self.timings["ray_startup_s"] = session.seconds
@@ -419,7 +419,7 @@ class _Execution:
                 self._await_info(s)
             self.timings["device_startup_s"] = time.perf_counter() - t0
             # the trainer actors start once the devices are up (started together, on 2 cores the
-            # device's start-up doubled: docs/bench18_O.md), while the store is made; they import
+            # device's start-up doubled: docs/benchmarks.md, issue 18), while the store is made; they import
             # the training stack at once and are given the store once it exists. They read it
             # through the file system: keep them on this node
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
