@@ -21,7 +21,6 @@ run (:class:`~labbench.engine.errors.DeviceDown`) the same way, its blocks kept.
 from __future__ import annotations
 
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .coalescing_writer import CoalescingWriter
-from .errors import DeviceDown
+from .errors import DeviceDown, remote_cause
 from .progress import ProgressBar
 from ..store import RunStore
 
@@ -97,7 +96,7 @@ def stream_in_actor(proto: Any, streams: list[Any], store: RunStore, phase: np.n
             raise DeviceDown(f"device {s.group!r} did not take the closed loop within "
                              f"{s.section.timeout_s:g} s") from None
         except ray.exceptions.RayTaskError as exc:
-            raise DeviceDown(f"device {s.group!r} could not start the closed loop: {_cause(exc)}") from None
+            raise DeviceDown(f"device {s.group!r} could not start the closed loop: {remote_cause(exc)}") from None
         since[s.group] = time.monotonic()
         while len(inflight[s.group]) < _IN_FLIGHT:
             inflight[s.group].append(s.actor.loop_chunk.remote(CHUNK_S))
@@ -124,7 +123,7 @@ def stream_in_actor(proto: Any, streams: list[Any], store: RunStore, phase: np.n
             try:
                 chunk = ray.get(ready[0])
             except ray.exceptions.RayTaskError as exc:
-                raise DeviceDown(f"device {s.group!r} failed in its closed loop: {_cause(exc)}") from None
+                raise DeviceDown(f"device {s.group!r} failed in its closed loop: {remote_cause(exc)}") from None
             except ray.exceptions.RayActorError as exc:          # its process died
                 inflight[s.group].clear()
                 writer.flush()                   # every block received is in the store before the replay
@@ -158,12 +157,3 @@ def stream_in_actor(proto: Any, streams: list[Any], store: RunStore, phase: np.n
     timings["stream_s"] = elapsed
     timings["samples_per_s"] = total * len(streams) / elapsed if elapsed > 0 else float("inf")
 
-
-def _cause(exc: BaseException) -> str:
-    """``Type: message`` of the error raised inside the actor, on one line."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):
-        exc = cause
-    lines = [line.strip() for line in "".join(traceback.format_exception_only(type(exc), exc)).splitlines()
-             if line.strip()]
-    return lines[-1] if lines else type(exc).__name__

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .coalescing_writer import CoalescingWriter
-from .errors import DeviceDown
+from .errors import DeviceDown, remote_cause
 from .placement import device_cpus
 from .progress import ProgressBar
 from .interrupts import SigintGuard
@@ -324,7 +324,7 @@ class _DeviceStream:
                 raise DeviceDown(f"device {self.group!r} did not come back within {self.section.timeout_s:g} s "
                                  f"after its process died") from None
             except ray.exceptions.ActorDiedError as exc:
-                raise DeviceDown(f"device {self.group!r} is down for good: {_cause(exc)}") from None
+                raise DeviceDown(f"device {self.group!r} is down for good: {remote_cause(exc)}") from None
             except ray.exceptions.RayActorError:
                 if time.monotonic() > deadline:
                     raise DeviceDown(f"device {self.group!r} did not come back within "
@@ -520,7 +520,7 @@ class _Execution:
             raise DeviceDown(f"device {s.group!r} did not start within {s.section.timeout_s:g} s{need}: "
                              f"no node of the cluster can take it, or its driver hangs in open()") from None
         except ray.exceptions.RayError as exc:
-            raise DeviceDown(f"device {s.group!r} failed to open: {_cause(exc)}") from None
+            raise DeviceDown(f"device {s.group!r} failed to open: {remote_cause(exc)}") from None
 
     def _chained_params(self, dev: DeviceSection, params: dict[str, Any], up: _DeviceStream) -> dict[str, Any]:
         """``params`` of a chained device with ``n_inputs`` = its upstream's feature width."""
@@ -735,7 +735,7 @@ class _Execution:
         s.pending.clear()                        # every call in flight died with the process
         if len(s.restarts) >= s.section.max_restarts:
             raise DeviceDown(f"device {s.group!r} died {len(s.restarts) + 1} times (device.max_restarts = "
-                             f"{s.section.max_restarts}): {_cause(exc)}")
+                             f"{s.section.max_restarts}): {remote_cause(exc)}")
         t0 = time.perf_counter()
         info = s.wait_ready()
         replayed = 0
@@ -743,7 +743,7 @@ class _Execution:
             s.replay(data, committed, self.proto.run.block)
             replayed = committed
         s.next_row = committed
-        s.restarts.append({"at": now_iso(), "committed": committed, "error": _cause(exc)[:500],
+        s.restarts.append({"at": now_iso(), "committed": committed, "error": remote_cause(exc)[:500],
                            "old_pid": s.info.get("pid"), "new_pid": info.get("pid"), "replayed_rows": replayed,
                            "state": "rebuilt by replay" if replayed or not committed else
                            "not restored (device is not deterministic)",
@@ -802,25 +802,13 @@ def _next_result(streams: list[_DeviceStream]) -> tuple[_DeviceStream, _Pending,
     try:
         result = ray.get(head.ref)
     except ray.exceptions.RayTaskError as exc:      # the driver raised
-        raise DeviceDown(f"device {s.group!r} failed on rows {head.a}–{head.b}: {_cause(exc)}") from None
+        raise DeviceDown(f"device {s.group!r} failed on rows {head.a}–{head.b}: {remote_cause(exc)}") from None
     except ray.exceptions.RayActorError as exc:     # its process died
         return s, head, exc
     if result[0].shape[0] != head.b - head.a:
         raise DeviceDown(f"device {s.group!r} returned {result[0].shape[0]} rows for rows {head.a}–{head.b}")
     return s, head, result
 
-
-def _cause(exc: BaseException) -> str:
-    """``Type: message`` of what went wrong inside Ray (the driver's own exception when there is one)."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):
-        exc = cause
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    # a Ray error without the driver's exception attached (e.g. one raised in an actor's
-    # creation task) carries the whole remote traceback in its message: its last line is the
-    # driver's own "Type: message"
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1].strip() if len(lines) > 1 else text
 
 
 def _close_actor(actor) -> None:
