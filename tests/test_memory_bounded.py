@@ -224,3 +224,186 @@ def test_the_monitor_reads_a_backlog_in_slices_of_a_few_blocks(tmp_path, monkeyp
     feats = dev.features.recent.data
     np.testing.assert_array_equal(feats[:, 0], rows)
     np.testing.assert_array_equal(dev.inputs.recent.data[:, 0], rows)
+
+
+# -- the run's task data, made block by block in the run's process (issue 18, part M) ----------------
+
+from labbench.engine import bench as bench_module  # noqa: E402
+from labbench.engine.task_feed import PhaseColumn, TaskFeed  # noqa: E402
+from labbench.spec.protocol import from_dict  # noqa: E402
+from labbench.tasks import TASKS, get_task  # noqa: E402
+
+OPEN_LOOP = sorted(name for name, cls in TASKS.items() if not cls.closed_loop)
+CHUNKED = sorted(name for name in OPEN_LOOP if TASKS[name].chunked_generation)
+#: a second set of parameters per chunked task, off the defaults (other delays, horizons, orders)
+VARIANTS = {"mackey_glass": {"horizon": 5, "normalise": False, "tau": 17.3, "transient": 3},
+            "narma": {"order": 20, "a2": 0.01}, "memory_capacity": {"max_delay": 7},
+            "spontaneous": {"channels": 3}}
+
+
+def _joined(task, n, seed, rows):
+    pieces = list(task.generate_chunks(n, seed, rows))
+    assert all(0 < p.inputs.shape[0] <= rows for p in pieces)
+    assert [p.inputs.shape[0] for p in pieces[:-1]] == [rows] * (len(pieces) - 1)
+    seq = None if pieces[0].sequence is None else np.concatenate([p.sequence for p in pieces])
+    return (np.concatenate([p.inputs for p in pieces]), np.concatenate([p.targets for p in pieces]), seq,
+            pieces[0].meta)
+
+
+def _assert_same_bits(task, n, seed, rows):
+    whole = task.generate(n, seed)
+    inputs, targets, seq, meta = _joined(task, n, seed, rows)
+    for got, want in ((inputs, whole.inputs), (targets, whole.targets)):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == np.ascontiguousarray(want).tobytes()
+    assert (seq is None) == (whole.sequence is None)
+    if seq is not None:
+        np.testing.assert_array_equal(seq, whole.sequence)
+    assert meta == whole.meta
+
+
+@pytest.mark.parametrize("name", OPEN_LOOP)
+def test_every_task_in_pieces_equals_the_whole_series_bit_for_bit(name):
+    """Every open-loop task's pieces, joined, are its ``generate`` bit for bit (chunked tasks make
+    them piece by piece, carrying their recursion; the others slice the whole series)."""
+    task = get_task(name)
+    for n, rows in [(1, 4), (13, 3), (777, 100), (2500, 1024)]:
+        _assert_same_bits(task, n, seed=5, rows=rows)
+
+
+@pytest.mark.parametrize("name", CHUNKED)
+def test_chunked_tasks_with_other_parameters_equal_the_whole_series(name):
+    task = get_task(name, **VARIANTS[name])
+    for seed, n, rows in [(0, 2, 1), (1, 3001, 256), (2, 20_000, 2000)]:
+        _assert_same_bits(task, n, seed=seed, rows=rows)
+
+
+def test_the_chunked_tasks_are_those_the_bench_streams():
+    assert {"mackey_glass", "narma", "memory_capacity", "spontaneous"} <= set(CHUNKED)
+
+
+@pytest.mark.parametrize("name", CHUNKED)
+def test_a_chunked_generator_holds_memory_of_a_piece_not_of_the_series(name):
+    """Python-level allocations (numpy's included) while walking the pieces: the peak for a
+    series 10x longer stays that of a piece, where the whole series would be 10x larger."""
+    import tracemalloc
+
+    task = get_task(name)
+
+    def peak(n):
+        tracemalloc.start()
+        try:
+            for _ in task.generate_chunks(n, 0, 1000):
+                pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(20_000), peak(200_000)
+    whole = task.generate(200_000, 0)
+    series = whole.inputs.nbytes + whole.targets.nbytes
+    assert large < 1.5 * small + 256 * 1024, (small, large)
+    assert large < series / 4, (large, series)
+
+
+def _read_like_the_bench(feed, n, block, depth=2):
+    """Inputs read ``depth`` blocks ahead of the targets, as the bench submits and writes."""
+    inputs, targets = [], []
+    starts = list(range(0, n, block))
+    for i, a in enumerate(starts):
+        if i == 0:
+            for a2 in starts[:depth]:
+                inputs.append(feed.inputs[a2:min(a2 + block, n)])
+        elif i + depth - 1 < len(starts):
+            a2 = starts[i + depth - 1]
+            inputs.append(feed.inputs[a2:min(a2 + block, n)])
+        targets.append(feed.targets[a:min(a + block, n)])
+    return np.concatenate(inputs), np.concatenate(targets)
+
+
+@pytest.mark.parametrize("name", ["narma", "mackey_glass", "memory_capacity"])
+def test_the_feed_gives_the_runs_rows_and_holds_a_few_pieces(name):
+    task = get_task(name)
+    n, block, rows = 30_000, 700, 1000
+    whole = task.generate(n, 2)
+    feed = TaskFeed(task, n, 2, rows)
+    assert feed.sequence is None and feed.meta == whole.meta
+    assert feed.inputs[:0].shape == (0, task.n_inputs)
+    inputs, targets = _read_like_the_bench(feed, n, block)
+    assert inputs.tobytes() == whole.inputs.tobytes() and targets.tobytes() == whole.targets.tobytes()
+    # the rows between the targets being written and the inputs in flight, rounded out to pieces
+    assert feed.peak_rows <= 2 * block + 2 * rows, feed.peak_rows
+    assert feed.restarts == 0
+
+
+def test_the_feed_starts_again_for_a_replay_and_goes_on_from_there():
+    task = get_task("narma")
+    whole = task.generate(5000, 1)
+    feed = TaskFeed(task, 5000, 1, 300)
+    feed.inputs[0:1000]
+    feed.targets[0:1000]
+    feed.inputs[3000:3500]
+    feed.targets[3000:3500]                         # rows below 3000 are dropped
+    replayed = np.concatenate([feed.inputs[a:min(a + 256, 3000)] for a in range(0, 3000, 256)])
+    assert feed.restarts == 1
+    np.testing.assert_array_equal(replayed, whole.inputs[:3000])
+    np.testing.assert_array_equal(feed.inputs[3000:4000], whole.inputs[3000:4000])
+    np.testing.assert_array_equal(feed.targets[3000:4000], whole.targets[3000:4000])
+    with pytest.raises(IndexError):
+        feed.inputs[5]
+
+
+def test_the_phase_column_equals_the_layout():
+    col = PhaseColumn(7, 11, 5)
+    want = np.repeat(np.array([0, 1, 2], dtype=np.int8), [7, 11, 5])
+    assert len(col) == 23
+    for a, b in [(0, 23), (0, 0), (3, 9), (7, 18), (17, 19), (18, 40), (22, 23)]:
+        got = col[a:b]
+        assert got.dtype == np.int8
+        np.testing.assert_array_equal(got, want[a:b])
+    np.testing.assert_array_equal(col[:], want)
+
+
+def _proto(**changes):
+    from conftest import small_protocol
+
+    return from_dict(small_protocol(**changes))
+
+
+def test_which_runs_make_their_data_block_by_block():
+    assert bench_module._feeds_lazily(_proto())
+    assert bench_module._feeds_lazily(_proto(task={"name": "mackey_glass"}))
+    # the free run and learning with feedback read the data after the stream: up front
+    assert not bench_module._feeds_lazily(_proto(task={"name": "mackey_glass", "free_run": True,
+                                                       "free_run_starts": 2, "free_run_sync": 20,
+                                                       "free_run_horizon": 10}))
+    assert not bench_module._feeds_lazily(_proto(readouts=[{"kind": "force", "feedback_steps": 50}]))
+    # tasks that slice a whole series (xor), or lay out held-out samples (digits): up front
+    assert not bench_module._feeds_lazily(_proto(task={"name": "xor"}))
+    assert not TASKS["digits"].chunked_generation
+
+
+def test_a_run_streams_its_task_data_from_a_bounded_feed(ray_session, store_root, monkeypatch):
+    """A run's stored inputs, targets and phase are those of the whole series generated at
+    once, while the run's process held at most a few pieces of it."""
+    import labbench as lb
+
+    feeds = []
+
+    class Spy(TaskFeed):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            feeds.append(self)
+
+    monkeypatch.setattr(bench_module, "TaskFeed", Spy)
+    monkeypatch.setattr(bench_module, "_FEED_ROWS", 100)
+    proto = _proto(run={"washout": 50, "train": 1500, "test": 700, "block": 64})
+    run = lb.run(proto, store_root=store_root, progress=False)
+    assert len(feeds) == 1 and feeds[0].rows == 100
+    assert feeds[0].peak_rows <= 2 * 64 + 2 * 100, feeds[0].peak_rows
+    whole = proto.task.generate(proto.run.total, proto.protocol.seed)
+    arrays = RunReader(run.store).read("esn")
+    np.testing.assert_array_equal(arrays["inputs"], whole.inputs)
+    np.testing.assert_array_equal(arrays["targets"], whole.targets)
+    np.testing.assert_array_equal(arrays["phase"], np.repeat(np.array([0, 1, 2], np.int8), [50, 1500, 700]))
+    assert np.isfinite(run.metrics["ridge"]["nrmse"])

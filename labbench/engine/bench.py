@@ -15,6 +15,7 @@ import os
 import resource
 import time
 import traceback
+import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,17 +30,20 @@ from .placement import device_cpus
 from .progress import ProgressBar
 from .interrupts import SigintGuard
 from .ray_runtime import connect
+from .task_feed import PhaseColumn, TaskFeed
 from ..spec.policy import LoopBlock, NextBlock, check_next, loop_timing
 from ..spec.protocol import DeviceSection, Protocol, chain_order, from_dict, from_text, load
 from ..spec.unsafe_limits import SignedLimits, UnsafeLimitsError, read_unsafe_limits
-from ..store import PHASES, ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
-from ..tasks import TaskData
+from ..store import ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
+from ..tasks import Task, TaskData
 
 if TYPE_CHECKING:   # the training stack (scikit-learn) is imported while Ray starts, not before
     from .live import TrainResult
 
 #: device calls in flight ahead of the writer
 _PIPELINE_DEPTH = 2
+#: rows per piece of task data generated during the stream (at least one block)
+_FEED_ROWS = 4096
 
 
 @dataclass
@@ -367,18 +371,24 @@ class _Execution:
         with self.guard:
             return self._run()
 
-    def _prepare(self) -> tuple[TaskData, np.ndarray]:
-        """The task's data and phase column, and the training stack imported."""
+    def _prepare(self) -> tuple[TaskData | TaskFeed, PhaseColumn]:
+        """The task's data and phase column, and the training stack imported.
+
+        The data is a :class:`TaskFeed` (rows made block by block as the stream reads them, so
+        this process's memory does not grow with the run) when :func:`_feeds_lazily` allows,
+        else the whole run's arrays, generated here.
+        """
         p = self.proto
         from . import evaluation  # noqa: F401 - scikit-learn: needed when the trained readouts come back
 
         # a closed loop's inputs are decided during the run, by the task's policy
-        data = (TaskData(inputs=np.zeros((0, p.task.n_inputs)), targets=np.zeros((0, p.task.n_outputs)))
-                if p.task.closed_loop else p.task.generate_run(p.run.washout, p.run.train, p.run.test,
-                                                               p.protocol.seed))
-        phase = np.repeat(np.array([PHASES["washout"], PHASES["train"], PHASES["test"]], dtype=np.int8),
-                          [p.run.washout, p.run.train, p.run.test])
-        return data, phase
+        if p.task.closed_loop:
+            data = TaskData(inputs=np.zeros((0, p.task.n_inputs)), targets=np.zeros((0, p.task.n_outputs)))
+        elif _feeds_lazily(p):
+            data = TaskFeed(p.task, p.run.total, p.protocol.seed, max(p.run.block, _FEED_ROWS))
+        else:
+            data = p.task.generate_run(p.run.washout, p.run.train, p.run.test, p.protocol.seed)
+        return data, PhaseColumn(p.run.washout, p.run.train, p.run.test)
 
     def _run(self) -> Run:
         from .memory import keep_large_arrays_mapped
@@ -592,7 +602,7 @@ class _Execution:
                                     for g, rs in results.items() for r in rs}
         return results
 
-    def _stream(self, streams: list[_DeviceStream], store: RunStore, data, phase: np.ndarray) -> None:
+    def _stream(self, streams: list[_DeviceStream], store: RunStore, data, phase: PhaseColumn) -> None:
         """Write every device's blocks as they arrive, in order per device; recover restarted devices."""
         import zarr
         from threadpoolctl import threadpool_limits
@@ -648,7 +658,7 @@ class _Execution:
         self.timings["writer_waiting_s"] = waiting
         self.timings["samples_per_s"] = total / elapsed if elapsed > 0 else float("inf")
 
-    def _stream_loop(self, streams: list[_DeviceStream], store: RunStore, phase: np.ndarray) -> None:
+    def _stream_loop(self, streams: list[_DeviceStream], store: RunStore, phase: PhaseColumn) -> None:
         """Closed loop: one block in flight per device; the task's policy decides each next block
         from the one the device just returned (:mod:`labbench.spec.policy`).
 
@@ -777,6 +787,30 @@ class _Execution:
             metrics[res.name] = ev.metrics
         self.timings["evaluation_s"] = self.timings.get("evaluation_s", 0.0) + time.perf_counter() - t0
         return metrics
+
+
+def _feeds_lazily(p: Protocol) -> bool:
+    """Whether a run's task data can be made block by block (:class:`TaskFeed`): the task makes
+    it in bounded pieces, one device reads it (several read it at their own paces), the run's
+    layout is the task's plain ``generate`` and nothing after the stream reads the data (no
+    free-run plan, no readout learning with feedback)."""
+    task = p.task
+    if (not task.chunked_generation or len(p.all_devices) != 1 or type(task).generate_run is not Task.generate_run
+            or any(ro.feedback_steps for ro in p.readouts)):
+        return False
+    if not p.run.test:
+        return True
+    # the plan from the data's shape only: a stand-in of the run's length that holds no rows
+    total = p.run.total
+    stand_in = TaskData(inputs=np.broadcast_to(np.zeros((1, task.n_inputs)), (total, task.n_inputs)),
+                        targets=np.broadcast_to(np.zeros((1, task.n_outputs)), (total, task.n_outputs)))
+    test_start = p.run.washout + p.run.train
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return task.free_run_plan(stand_in, test_start, test_start + p.run.test) is None
+    except (ValueError, TypeError, IndexError, AttributeError):   # the plan needs the rows (or the run raises later)
+        return False
 
 
 def _next_result(streams: list[_DeviceStream]) -> tuple[_DeviceStream, _Pending, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -89,6 +90,8 @@ class Task(BaseModel, ABC):
     primary_metric: ClassVar[str] = "nrmse"
     #: whether the inputs come from a policy during the run (:class:`ClosedLoopTask`)
     closed_loop: ClassVar[bool] = False
+    #: whether :meth:`generate_chunks` holds a bounded number of rows (else it slices :meth:`generate`)
+    chunked_generation: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -111,6 +114,29 @@ class Task(BaseModel, ABC):
         seed : int
             Seed of every random draw; the same seed gives identical arrays.
         """
+
+    def generate_chunks(self, n_steps: int, seed: int, rows: int) -> Iterator[TaskData]:
+        """:meth:`generate` as consecutive pieces of at most ``rows`` rows.
+
+        The pieces, concatenated, equal ``generate(n_steps, seed)`` bit for bit (each piece
+        carries the whole series' ``meta``). Tasks with ``chunked_generation`` make them one
+        after the other, holding a bounded number of rows whatever ``n_steps`` is (a recursion
+        such as NARMA's or an integration such as Mackey-Glass's carries its state from one
+        piece to the next); the default generates the whole series and slices it.
+
+        Parameters
+        ----------
+        n_steps, seed : int
+            As for :meth:`generate`.
+        rows : int
+            Rows per piece (>= 1); the last piece may be shorter.
+        """
+        n_steps = self._check_n_steps(n_steps)
+        rows = self._check_n_steps(rows)
+        data = self.generate(n_steps, seed)
+        for a in range(0, n_steps, rows):
+            yield TaskData(inputs=data.inputs[a:a + rows], targets=data.targets[a:a + rows], meta=data.meta,
+                           sequence=None if data.sequence is None else data.sequence[a:a + rows])
 
     @property
     def sequence_length(self) -> int | None:

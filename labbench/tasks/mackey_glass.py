@@ -13,6 +13,7 @@ score follow Jaeger & Haas 2004 ("Harnessing nonlinearity", Science 304:78).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from statistics import median
 from typing import ClassVar, Literal
 
@@ -72,6 +73,67 @@ def _mg_integrate(
     return out
 
 
+@njit(cache=True)
+def _mg_advance(
+    work: np.ndarray, keep: int, n_samples: int, every: int, cur0: int, h: float, delay: float, a: float,
+    b: float, n: float
+) -> np.ndarray:
+    """:func:`_mg_integrate`'s steps on a window of the history, for piecewise generation.
+
+    ``work[:keep]`` holds ``x`` at the absolute indices ``cur0 - keep + 1 .. cur0`` of
+    :func:`_mg_integrate`'s buffer (``keep - 1 >= delay``); the next ``n_samples * every``
+    steps go to ``work[keep:]`` and the ``n_samples`` sampled values are returned. Positions
+    are computed from the absolute indices, exactly as there, so the values are the same bit
+    for bit.
+    """
+    base = cur0 - keep + 1
+    out = np.empty(n_samples)
+    for i in range(n_samples * every):
+        cur = cur0 + i  # absolute index of x(t_i)
+        x = work[cur - base]
+        d0 = _mg_delayed_from(work, cur - delay, base)
+        d1 = _mg_delayed_from(work, cur + 0.5 - delay, base)
+        d2 = _mg_delayed_from(work, cur + 1.0 - delay, base)
+        k1 = _mg_rhs(x, d0, a, b, n)
+        k2 = _mg_rhs(x + 0.5 * h * k1, d1, a, b, n)
+        k3 = _mg_rhs(x + 0.5 * h * k2, d1, a, b, n)
+        k4 = _mg_rhs(x + h * k3, d2, a, b, n)
+        work[cur - base + 1] = x + h / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        if (i + 1) % every == 0:
+            out[(i + 1) // every - 1] = work[cur - base + 1]
+    return out
+
+
+@njit(cache=True)
+def _mg_delayed_from(buf: np.ndarray, pos: float, base: int) -> float:
+    """:func:`_mg_delayed` at absolute position ``pos`` of a buffer whose first entry is index ``base``."""
+    j = int(math.floor(pos))
+    frac = pos - j
+    if frac == 0.0:
+        return buf[j - base]
+    return (1.0 - frac) * buf[j - base] + frac * buf[j + 1 - base]
+
+
+def _mg_samples(history: np.ndarray, n_total: int, every: int, h: float, delay: float, a: float, b: float,
+                n: float, per_call: int):
+    """The samples of ``_mg_integrate(history, n_total, ...)`` in pieces of at most ``per_call``,
+    holding only ``len(history)`` past values between pieces."""
+    keep = history.shape[0]
+    yield history[-1:].copy()
+    window = history.astype(np.float64, copy=True)
+    done = 1
+    cur0 = keep - 1
+    while done < n_total:
+        k = min(per_call, n_total - done)
+        work = np.empty(keep + k * every)
+        work[:keep] = window
+        out = _mg_advance(work, keep, k, every, cur0, h, delay, a, b, n)
+        window = work[-keep:].copy()
+        cur0 += k * every
+        done += k
+        yield out
+
+
 class MackeyGlass(Task):
     """Mackey-Glass one-step (or ``horizon``-step) ahead prediction.
 
@@ -118,6 +180,7 @@ class MackeyGlass(Task):
     )
 
     primary_metric: ClassVar[str] = "nrmse"
+    chunked_generation: ClassVar[bool] = True
 
     @model_validator(mode="after")
     def _check_steps(self) -> MackeyGlass:
@@ -162,6 +225,51 @@ class MackeyGlass(Task):
                 "horizon": self.horizon,
             },
         )
+
+    def generate_chunks(self, n_steps: int, seed: int, rows: int) -> Iterator[TaskData]:
+        """:meth:`generate` in pieces of at most ``rows`` rows, equal to it bit for bit.
+
+        The series is integrated twice: once for its min and max (the normalisation, when
+        ``normalise``), once for the rows; each pass holds ``tau / h`` past values and one
+        piece. Twice the integration time of :meth:`generate` (~0.1 s per 10^5 samples).
+        """
+        n_steps = self._check_n_steps(n_steps)
+        rows = self._check_n_steps(rows)
+        every = int(round(self.sample_every / self.h))
+        delay = self.tau / self.h
+        n_hist = int(math.ceil(delay - 1e-9)) + 1
+        history = self.x0 + self.history_noise * np.random.default_rng(seed).standard_normal(n_hist)
+        n_total = self.transient + n_steps + self.horizon
+        args = (history, n_total, every, self.h, delay, self.a, self.b, self.n, max(rows, 1024))
+
+        def kept():   # the samples after the transient, piece by piece
+            skip = self.transient
+            for x in _mg_samples(*args):
+                if skip >= x.shape[0]:
+                    skip -= x.shape[0]
+                    continue
+                yield x[skip:]
+                skip = 0
+
+        lo, hi = math.inf, -math.inf
+        for x in kept():
+            lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+        meta = {"dt": self.sample_every, "raw_min": lo, "raw_max": hi, "normalised": self.normalise,
+                "horizon": self.horizon}
+        pending = np.empty(0)
+        start = 0
+        for x in kept():
+            if self.normalise:
+                x = 2.0 * (x - lo) / (hi - lo) - 1.0
+            pending = np.concatenate([pending, x])
+            # rows [start, start + r) need samples up to start + r - 1 + horizon
+            while start < n_steps and (pending.shape[0] >= rows + self.horizon
+                                       or pending.shape[0] == n_steps - start + self.horizon):
+                r = min(rows, n_steps - start)
+                yield TaskData(inputs=pending[:r, None].copy(),
+                               targets=pending[self.horizon:self.horizon + r, None].copy(), meta=dict(meta))
+                pending = pending[r:]
+                start += r
 
     def free_run_plan(self, data: TaskData, test_start: int, test_end: int) -> FreeRunPlan | None:
         if not self.free_run:

@@ -7,6 +7,7 @@ delay ``k = 1..max_delay`` is trained to output ``u(t - k)``, and the capacity i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -34,6 +35,7 @@ class MemoryCapacity(Task):
     high: float = Field(0.8, description="upper bound of the uniform input")
 
     primary_metric: ClassVar[str] = "memory_capacity"
+    chunked_generation: ClassVar[bool] = True
 
     @model_validator(mode="after")
     def _check_bounds(self) -> MemoryCapacity:
@@ -61,6 +63,25 @@ class MemoryCapacity(Task):
         for k in range(1, min(self.max_delay, n_steps - 1) + 1):
             targets[k:, k - 1] = u[:-k]
         return TaskData(inputs=u[:, None], targets=targets, meta={"max_delay": self.max_delay})
+
+    def generate_chunks(self, n_steps: int, seed: int, rows: int) -> Iterator[TaskData]:
+        """:meth:`generate` in pieces of at most ``rows`` rows, equal to it bit for bit (the
+        inputs drawn piece by piece from the same generator, the last ``max_delay`` carried over)."""
+        n_steps = self._check_n_steps(n_steps)
+        rows = self._check_n_steps(rows)
+        rng = np.random.default_rng(seed)
+        tail = np.empty(0)
+        for a in range(0, n_steps, rows):
+            u = rng.uniform(self.low, self.high, min(rows, n_steps - a))
+            ext = np.concatenate([tail, u])          # rows a - len(tail) .. b - 1
+            targets = np.zeros((u.shape[0], self.max_delay))
+            for k in range(1, min(self.max_delay, n_steps - 1) + 1):
+                first = max(k - a, 0)                # row a + first is the first with a delayed input
+                if first < u.shape[0]:
+                    off = tail.shape[0] - k          # ext index of u[a + first - k] is first + off
+                    targets[first:, k - 1] = ext[first + off:first + off + u.shape[0] - first]
+            yield TaskData(inputs=u[:, None], targets=targets, meta={"max_delay": self.max_delay})
+            tail = ext[-self.max_delay:].copy()
 
     def score(self, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         """``{"memory_capacity": sum_k MC_k}``; see :meth:`memory_curve` for the per-delay values."""

@@ -13,6 +13,7 @@ and ``y[t] = 0`` for ``t <= 9``. For a general order ``N`` the same form is used
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -65,6 +66,17 @@ def _narma(u: np.ndarray, order: int, a1: float, a2: float, b: float, c: float) 
     return y
 
 
+@njit(cache=True)
+def _narma_continue(u: np.ndarray, y: np.ndarray, g0: int, lo: int, hi: int, order: int, a1: float, a2: float,
+                    b: float, c: float) -> None:
+    """:func:`_narma`'s recursion for ``t`` in ``[lo, hi)`` on windows ``u``, ``y`` whose first entry
+    is row ``g0`` (they hold rows ``t - order + 1 .. t + 1``); the same values bit for bit."""
+    m = order - 1
+    for t in range(lo, hi):
+        y[t + 1 - g0] = (a1 * y[t - g0] + a2 * y[t - g0] * _pairwise_sum(y, t - m - g0, order)
+                         + b * u[t - m - g0] * u[t - g0] + c)
+
+
 class Narma(Task):
     """NARMA-``order`` system identification: predict ``y[t]`` from the state after ``u[t]``.
 
@@ -85,6 +97,7 @@ class Narma(Task):
     u_high: float = Field(0.5, description="upper bound of the uniform input")
 
     primary_metric: ClassVar[str] = "nrmse"
+    chunked_generation: ClassVar[bool] = True
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Narma:
@@ -115,3 +128,28 @@ class Narma(Task):
                 "high orders -- try another seed or smaller coefficients"
             )
         return TaskData(inputs=u[:, None], targets=y[:, None], meta={"order": self.order})
+
+    def generate_chunks(self, n_steps: int, seed: int, rows: int) -> Iterator[TaskData]:
+        """:meth:`generate` in pieces of at most ``rows`` rows, equal to it bit for bit: the
+        inputs are drawn piece by piece from the same generator and the recursion carries its
+        last ``order`` rows over. A diverging series raises at the piece where it diverges."""
+        n_steps = self._check_n_steps(n_steps)
+        rows = self._check_n_steps(rows)
+        rng = np.random.default_rng(seed)
+        m = self.order - 1
+        u_tail, y_tail = np.empty(0), np.empty(0)
+        for a in range(0, n_steps, rows):
+            b = min(a + rows, n_steps)
+            u = np.concatenate([u_tail, rng.uniform(self.u_low, self.u_high, b - a)])
+            y = np.concatenate([y_tail, np.zeros(b - a)])
+            g0 = a - u_tail.shape[0]
+            # rows a..b-1 of y: from t = a - 1 (its window is the tail) up to t = b - 2
+            _narma_continue(u, y, g0, max(m, a - 1), b - 1, self.order, self.a1, self.a2, self.b, self.c)
+            rows_y = y[a - g0:]
+            if not np.all(np.isfinite(rows_y)):
+                raise FloatingPointError(
+                    f"NARMA-{self.order} diverged for seed {seed}; this happens for some seeds at "
+                    "high orders -- try another seed or smaller coefficients"
+                )
+            yield TaskData(inputs=u[a - g0:, None].copy(), targets=rows_y[:, None].copy(), meta={"order": self.order})
+            u_tail, y_tail = u[-self.order:].copy(), y[-self.order:].copy()

@@ -8,7 +8,8 @@ with ``readouts = []``.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -24,6 +25,8 @@ class Spontaneous(Task):
     name: Literal["spontaneous"] = "spontaneous"
     channels: int = Field(1, ge=1, description="input columns (all zero)")
 
+    chunked_generation: ClassVar[bool] = True
+
     @property
     def n_inputs(self) -> int:
         return self.channels
@@ -35,3 +38,10 @@ class Spontaneous(Task):
     def generate(self, n_steps: int, seed: int) -> TaskData:
         n = self._check_n_steps(n_steps)
         return TaskData(inputs=np.zeros((n, self.channels)), targets=np.zeros((n, 1)), meta={})
+
+    def generate_chunks(self, n_steps: int, seed: int, rows: int) -> Iterator[TaskData]:
+        """:meth:`generate` in pieces of at most ``rows`` rows (zeros, made piece by piece)."""
+        n, rows = self._check_n_steps(n_steps), self._check_n_steps(rows)
+        for a in range(0, n, rows):
+            r = min(rows, n - a)
+            yield TaskData(inputs=np.zeros((r, self.channels)), targets=np.zeros((r, 1)), meta={})
