@@ -196,9 +196,14 @@ def test_joining_a_cluster_with_token_authentication(tmp_path):
             time.sleep(2)
         assert ok.returncode == 0, f"with the token: exit {ok.returncode}\n{ok.stdout}\n{ok.stderr[-3000:]}"
         assert json.loads(ok.stdout)["status"] == "complete"
-        refused = subprocess.run(cmd, env=base, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        # without the token: refused. The head is up (the run above went through), so a client that
+        # could get in would on its first try; Ray's 20 one-second connection retries (~25 s) are cut
+        # to 2 (RAY_gcs_server_port_wait_time_s), which changes how soon it gives up, not the answer
+        refused = subprocess.run(cmd, env={**base, "RAY_gcs_server_port_wait_time_s": "2"}, cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=180)
         assert refused.returncode == 1
         assert "Failed to connect to Ray cluster" in refused.stderr
+        assert "Authentication token is missing or incorrect" in refused.stderr   # refused for the token
         assert len(list((tmp_path / "runs").iterdir())) == 1      # the refused run made no store
     finally:
         os.killpg(head.pid, signal.SIGKILL)     # the head and every Ray process it started (its session)
