@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .closed_loop import LoopChunk, PolicyLoop, free_run, learn_with_feedback
+from .memory import release_object_store_pages
 from ..reservoir import Reservoir
 
 
@@ -48,6 +49,7 @@ class DeviceActor:
         self.reservoir.reset(seed)
 
     def run(self, u: np.ndarray) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        release_object_store_pages()   # the store pages of blocks already returned (engine/memory.py)
         t0 = time.perf_counter()
         block = self.reservoir.run(u)
         self.busy_s += time.perf_counter() - t0
