@@ -407,3 +407,33 @@ def test_a_run_streams_its_task_data_from_a_bounded_feed(ray_session, store_root
     np.testing.assert_array_equal(arrays["targets"], whole.targets)
     np.testing.assert_array_equal(arrays["phase"], np.repeat(np.array([0, 1, 2], np.int8), [50, 1500, 700]))
     assert np.isfinite(run.metrics["ridge"]["nrmse"])
+
+
+def _rss_shmem_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssShmem:"):
+            return int(line.split()[1])
+    return None
+
+
+def test_object_store_pages_are_released_and_their_data_kept(ray_session):
+    """After reading an 8 MB object, its pages of Ray's store are resident in this process; once
+    released they are not, and the object (still referenced) reads back the same."""
+    import platform
+
+    from labbench.engine.memory import release_object_store_pages
+
+    if platform.system() != "Linux" or _rss_shmem_kib() is None:
+        pytest.skip("RssShmem is read from Linux's /proc/self/status")
+    ray = ray_session
+    want = np.random.default_rng(0).standard_normal((1000, 1000)).astype(np.float32)
+    ref = ray.put(want)
+    got = ray.get(ref)
+    assert float(got.sum(dtype=np.float64)) == float(want.sum(dtype=np.float64))   # every page touched
+    before = _rss_shmem_kib()
+    assert before >= 3500, before                                   # ~3.8 MiB of the store is resident
+    assert release_object_store_pages() > 0
+    after = _rss_shmem_kib()
+    assert after <= before - 3500, (before, after)
+    np.testing.assert_array_equal(got, want)                        # read back from the store
+    np.testing.assert_array_equal(ray.get(ref), want)

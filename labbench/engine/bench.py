@@ -29,6 +29,7 @@ from .errors import DeviceDown, remote_cause
 from .placement import device_cpus
 from .progress import ProgressBar
 from .interrupts import SigintGuard
+from .memory import release_object_store_pages
 from .ray_runtime import connect
 from .task_feed import PhaseColumn, TaskFeed
 from ..spec.policy import LoopBlock, NextBlock, check_next, loop_timing
@@ -651,6 +652,7 @@ class _Execution:
                     d.feed.append((a, b, head.ref, features))
                     d.submit(data, total, block)
                 s.submit(data, total, block)
+                release_object_store_pages()   # this process's RSS flat in run length (engine/memory.py)
                 bar.advance(b - a)
         elapsed = time.perf_counter() - t_start
         self.timings["stream_s"] = elapsed

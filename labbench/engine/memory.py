@@ -15,9 +15,10 @@ tracemalloc flat. Fixing the threshold turns the adjustment off; the trainer the
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
 
-__all__ = ["MMAP_THRESHOLD", "keep_large_arrays_mapped"]
+__all__ = ["MMAP_THRESHOLD", "keep_large_arrays_mapped", "release_object_store_pages"]
 
 #: bytes from which an allocation is a mapping of its own (given back when freed)
 MMAP_THRESHOLD = 1 << 20
@@ -45,3 +46,51 @@ def keep_large_arrays_mapped(threshold: int = MMAP_THRESHOLD) -> bool:
         return bool(ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, int(threshold)))
     except (OSError, AttributeError):   # no mallopt in this C library
         return False
+
+
+_MADV_DONTNEED = 4       # <sys/mman.h> on Linux
+
+
+def release_object_store_pages() -> int:
+    """Drop this process's resident pages of Ray's object store (plasma), keeping their data.
+
+    Every process that writes or reads an object of the local object store maps the store's
+    shared-memory file, and the pages it has touched stay resident in it (``RssShmem``) long
+    after the object is gone. As blocks come and go the store's allocator hands out pages not
+    used before, so a device actor and the run's writer grew by ~45 MiB over 10^6 steps
+    without holding anything more. ``madvise(MADV_DONTNEED)`` on a *shared* mapping only
+    unmaps the pages from this process: the data stays in the file (an object still in use
+    is read back from it on the next access), so this is safe at any time; the store's own
+    memory is Ray's (bounded by its ``object_store_memory``).
+
+    Returns
+    -------
+    int
+        Bytes of mappings released (0 off Linux, or with no object store mapped).
+    """
+    if platform.system() != "Linux":
+        return 0
+    global _calls, _spans
+    _calls += 1
+    try:
+        if _calls % _REREAD_MAPS_EVERY == 1 or not _spans:   # the store may map more files later
+            with open("/proc/self/maps") as fh:
+                _spans = [tuple(int(v, 16) for v in line.split(None, 1)[0].split("-")) for line in fh
+                          if "/plasma" in line and line.split(None, 2)[1][3:4] == "s"]
+    except OSError:
+        return 0
+    released = 0
+    for lo, hi in _spans:
+        if _libc().madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), _MADV_DONTNEED) == 0:
+            released += hi - lo
+    return released
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None)
+
+
+_REREAD_MAPS_EVERY = 32
+_calls = 0
+_spans: list[tuple[int, int]] = []
