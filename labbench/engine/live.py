@@ -417,7 +417,9 @@ class TrainResult:
     warnings: list[str]
     pipeline: Pipeline
     status: str
-    #: learn_s (learning and writing), read_s (reading and waiting for rows), peak_rss_mib
+    #: learn_s (learning and writing), write_s (of it, writing), read_s (reading), wait_s (waiting for
+    #: rows), setup_s (checks, the readout group), finish_s (the last block and evaluation), peak_rss_mib,
+    #: started_unix / last_rows_unix / ended_unix (wall-clock instants, to place it in a run's time line)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -504,39 +506,54 @@ def train_store(path: str | Path, spec: ReadoutSection, *, device: str | None = 
     on_block : callable, optional
         Called with ``(rows consumed, rows expected)`` after each stretch (progress bars).
     """
+    t_start = time.perf_counter()
+    started_unix = time.time()
     reader, device, trainer, dev = prepare(path, spec, device=device, task=task, model=model)
     keep_large_arrays_mapped()   # block-sized arrays do not fragment the heap (engine/memory.py)
     expected = int(dev.get("expected_rows") or 0) or reader.committed(device)
     writer = ReadoutWriter(path, device, trainer.name, n_outputs=trainer.task.n_outputs,
                            describe=spec.describe(), history_columns=trainer.history_columns(),
                            rows=expected, chunk_rows=trainer.block)
+    setup_s = time.perf_counter() - t_start
+    write_s = 0.0
 
-    def emit(e: Emitted) -> None:
-        writer.write(e.start, e.predictions, e.consumed)
-        if e.history is not None:
-            writer.add_evaluation(e.history, trainer.metrics())
+    def emit(emitted: list[Emitted]) -> None:
+        """What a stretch of rows produced, in one batch: the store's round trips are paid per
+        stretch (a block while the trainer keeps up), not per array and history column."""
+        nonlocal write_s
+        if not emitted:
+            return
+        t0 = time.perf_counter()
+        history = [e.history for e in emitted if e.history is not None]
+        writer.write_batch([(e.start, e.predictions) for e in emitted if e.predictions is not None],
+                           emitted[-1].consumed, history, trainer.metrics() if history else None)
+        write_s += time.perf_counter() - t0
 
     learn_s = 0.0
-    t_start = time.perf_counter()
+    last_rows_unix = time.time()
     try:
         for start, arrays in reader.tail(device, start=0, poll=poll, timeout=timeout, readouts=False,
                                           max_rows=trainer.block):
+            last_rows_unix = time.time()
             t0 = time.perf_counter()
-            for e in trainer.consume(start, arrays):
-                emit(e)
+            emit(trainer.consume(start, arrays))
             learn_s += time.perf_counter() - t0
             if on_block is not None:
                 on_block(trainer.position, expected)
-        t0 = time.perf_counter()
-        for e in trainer.finish():
-            emit(e)
-        learn_s += time.perf_counter() - t0
+        t_finish = time.perf_counter()
+        emit(trainer.finish())
+        learn_s += time.perf_counter() - t_finish
         status = "complete" if reader.status in ("running", "complete") else "aborted"
         metrics = trainer.metrics()
-        timings = {"learn_s": learn_s, "read_s": time.perf_counter() - t_start - learn_s,
+        total = time.perf_counter() - t_start
+        timings = {"learn_s": learn_s, "read_s": total - setup_s - learn_s - reader.waited_s,
+                   "wait_s": reader.waited_s, "write_s": write_s, "setup_s": setup_s,
+                   "finish_s": time.perf_counter() - t_finish, "started_unix": started_unix,
+                   "last_rows_unix": last_rows_unix,
                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         writer.set_attrs(metrics=metrics, warnings=trainer.warnings, timings=timings)
         writer.finish(status)
+        timings["ended_unix"] = time.time()
         return TrainResult(trainer.name, metrics, trainer.warnings, trainer.predictor(), status, timings)
     except KeyboardInterrupt:
         writer.finish("aborted", "interrupted by the user (SIGINT)")

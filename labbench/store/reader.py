@@ -28,6 +28,8 @@ class RunReader:
         self.path = Path(path)
         if not self.path.exists():
             raise StoreError(f"{self.path}: no such run store")
+        #: seconds :meth:`tail` slept waiting for new rows (a trainer's timings split it off)
+        self.waited_s = 0.0
         self._open()  # validates
 
     def _open(self) -> zarr.Group:
@@ -163,3 +165,4 @@ class RunReader:
             if timeout is not None and time.monotonic() - last_progress > timeout:
                 raise TimeoutError(f"{self.path}:{device}: no new rows for {timeout} s (committed={pos})")
             time.sleep(poll)
+            self.waited_s += poll

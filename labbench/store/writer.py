@@ -40,7 +40,6 @@ class RunStore:
         if self.path.exists():
             raise FileExistsError(f"run store {self.path} already exists")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._root = zarr.open_group(str(self.path), mode="w-")
         attrs = {
             "labbench_version": __version__,
             "kind": "labbench.run",
@@ -57,7 +56,8 @@ class RunStore:
             "metrics": {},
             **provenance,
         }
-        self._root.attrs.update(jsonable(attrs))
+        # made with its attributes: one metadata write, not two
+        self._root = zarr.open_group(str(self.path), mode="w-", attributes=jsonable(attrs))
         self._devices: dict[str, _DeviceWriter] = {}
 
     def restart_run(self) -> None:
@@ -109,28 +109,28 @@ class RunStore:
         ``layout`` gives the rows of each phase (``{"washout": ..., "train": ..., "test": ...}``)
         so trainers can plan their evaluations; ``sequence=True`` adds the ``sequence`` column.
         """
-        g = self._root.create_group(name)
-        g.attrs.update(jsonable({"driver": describe.get("driver", name), "describe": describe, "spec": spec,
-                                  "committed": 0, "chunk_rows": chunk_rows, "expected_rows": expected_rows,
-                                  "layout": layout or {}, "stream_done": False}))
+        attrs = jsonable({"driver": describe.get("driver", name), "describe": describe, "spec": spec,
+                          "committed": 0, "chunk_rows": chunk_rows, "expected_rows": expected_rows,
+                          "layout": layout or {}, "stream_done": False})
+        g = zarr.Group(_sync(self._root._async_group.create_group(name, attributes=attrs)))
         # inputs keep the device's float precision; a device with integer features (spike
         # counts) still receives real-valued inputs
         in_dtype = dtype if np.issubdtype(np.dtype(dtype), np.floating) else "float32"
-        widths = {"inputs": (spec["n_inputs"], in_dtype, "input"),
-                  "features": (spec["n_features"], dtype, spec.get("feature_name", "unit")),
-                  "targets": (n_outputs, "float64", "output")}
-        arrays = {}
-        for key, (width, dt, dim) in widths.items():
-            fill = np.nan if np.issubdtype(np.dtype(dt), np.floating) else 0  # integer features: spike counts
-            arrays[key] = g.create_array(key, shape=(expected_rows, width), chunks=(chunk_rows, width), dtype=dt,
-                                         dimension_names=("time", dim), compressors=None, fill_value=fill)
-        arrays["phase"] = g.create_array("phase", shape=(expected_rows,), chunks=(chunk_rows,), dtype="int8",
-                                         dimension_names=("time",), compressors=None, fill_value=-1)
+        specs = {key: {"shape": (expected_rows, width), "chunks": (chunk_rows, width), "dtype": dt,
+                       "dimension_names": ("time", dim),
+                       "fill_value": np.nan if np.issubdtype(np.dtype(dt), np.floating) else 0}  # integer: counts
+                 for key, (width, dt, dim) in {"inputs": (spec["n_inputs"], in_dtype, "input"),
+                                               "features": (spec["n_features"], dtype,
+                                                            spec.get("feature_name", "unit")),
+                                               "targets": (n_outputs, "float64", "output")}.items()}
+        specs["phase"] = {"shape": (expected_rows,), "chunks": (chunk_rows,), "dtype": "int8",
+                          "dimension_names": ("time",), "fill_value": -1}
         if sequence:
-            arrays["sequence"] = g.create_array("sequence", shape=(expected_rows,), chunks=(chunk_rows,),
-                                                dtype="int32", dimension_names=("time",), compressors=None,
-                                                fill_value=-1)
-        g.create_group("readouts")  # made here so concurrent trainers never race to create it
+            specs["sequence"] = {"shape": (expected_rows,), "chunks": (chunk_rows,), "dtype": "int32",
+                                 "dimension_names": ("time",), "fill_value": -1}
+        # every array, and the readouts group (made here so concurrent trainers never race to
+        # create it), in one round trip to zarr's I/O loop
+        arrays = {k: v for k, v in _sync(_create_all(g, specs, groups=("readouts",))).items() if k in specs}
         self._devices[name] = _DeviceWriter(g, arrays, chunk_rows)
 
     def committed(self, device: str) -> int:
@@ -181,6 +181,18 @@ class RunStore:
             except Exception:  # keep the committed rows whatever went wrong
                 pass
         self._root.attrs.update(jsonable({"status": status, "error": error, "ended": now_iso()}))
+
+
+async def _create_all(group: zarr.Group, arrays: dict[str, dict[str, Any]],
+                      groups: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Create the uncompressed ``arrays`` (name: keyword arguments) and empty ``groups`` of
+    ``group`` concurrently, on zarr's I/O loop; returns them by name (``zarr.Array`` /
+    ``zarr.Group``)."""
+    made = await asyncio.gather(*(group._async_group.create_array(name, compressors=None, **kw)
+                                  for name, kw in arrays.items()),
+                                *(group._async_group.create_group(name) for name in groups))
+    return {**{name: zarr.Array(a) for name, a in zip(arrays, made)},
+            **{name: zarr.Group(g) for name, g in zip(groups, made[len(arrays):])}}
 
 
 async def _write_all(writes: list[tuple[zarr.Array, Any, np.ndarray]]) -> None:
@@ -346,6 +358,33 @@ class _DeviceWriter:
             stream.trim()
 
 
+def _contiguous(parts: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray]]:
+    """Join ``(start, rows)`` parts that follow each other into one, so that no two writes of a
+    batch share a chunk unless they are one write."""
+    out: list[tuple[int, list[np.ndarray]]] = []
+    for start, rows in parts:
+        if out and out[-1][0] + sum(len(r) for r in out[-1][1]) == start:
+            out[-1][1].append(rows)
+        else:
+            out.append((start, [rows]))
+    return [(start, rows[0] if len(rows) == 1 else np.concatenate(rows)) for start, rows in out]
+
+
+async def _write_readout(predictions: zarr.Array, parts: list[tuple[int, np.ndarray]], n: int,
+                         columns: list[tuple[zarr.Array, np.ndarray]]) -> None:
+    """A readout's batch: its prediction parts one after the other (two may share a chunk), and
+    beside them every history column grown by its new rows and written."""
+    async def _predictions() -> None:
+        for start, rows in parts:
+            await predictions.async_array.setitem(slice(start, start + len(rows)), rows)
+
+    async def _column(arr: zarr.Array, values: np.ndarray) -> None:
+        await arr.async_array.resize((n + len(values),))
+        await arr.async_array.setitem(slice(n, n + len(values)), values)
+
+    await asyncio.gather(_predictions(), *(_column(arr, values) for arr, values in columns))
+
+
 class ReadoutWriter:
     """The single writer of one readout group, ``<device>/readouts/<name>``.
 
@@ -386,41 +425,70 @@ class ReadoutWriter:
         parent = root[device].require_group("readouts")
         if name in parent:
             raise StoreError(f"{self.path}: {device}/readouts/{name} already exists; choose another name")
-        self.group = parent.create_group(name)
-        self.group.attrs.update(jsonable({
+        attrs = jsonable({
             "describe": describe, "status": "running", "error": None, "consumed": 0, "evaluations": 0,
             "metrics": {}, "warnings": [], "history_columns": list(history_columns), "started": now_iso(),
-            "ended": None, "trainer": {"host": platform.node(), "pid": os.getpid()}}))
+            "ended": None, "trainer": {"host": platform.node(), "pid": os.getpid()}})
+        self.group = zarr.Group(_sync(parent._async_group.create_group(name, attributes=attrs)))
         self.chunk_rows = chunk_rows
-        self.predictions = self.group.create_array(
-            "predictions", shape=(rows, n_outputs), chunks=(chunk_rows, n_outputs), dtype="float64",
-            dimension_names=("time", "output"), compressors=None, fill_value=np.nan)
-        hist = self.group.create_group("history")
-        self.history = {c: hist.create_array(c, shape=(0,), chunks=(1024,), dtype="float64",
-                                             dimension_names=("evaluation",), compressors=None)
-                        for c in history_columns}
+        made = _sync(_create_all(self.group, {"predictions": {
+            "shape": (rows, n_outputs), "chunks": (chunk_rows, n_outputs), "dtype": "float64",
+            "dimension_names": ("time", "output"), "fill_value": np.nan}}, groups=("history",)))
+        self.predictions, hist = made["predictions"], made["history"]
+        self.history = _sync(_create_all(hist, {c: {"shape": (0,), "chunks": (1024,), "dtype": "float64",
+                                                    "dimension_names": ("evaluation",)}
+                                                for c in history_columns}))
         self.consumed = 0
         self.evaluations = 0
 
     def write(self, start: int, predictions: np.ndarray | None, consumed: int) -> None:
         """Write predictions for rows ``start:start+len`` (if any), then advance ``consumed``."""
-        if predictions is not None and len(predictions):
-            stop = start + len(predictions)
-            if self.predictions.shape[0] < stop:
-                self.predictions.resize((max(stop, self.predictions.shape[0] + 16 * self.chunk_rows),
-                                         self.predictions.shape[1]))
-            self.predictions[start:stop] = predictions
-        self.consumed = consumed
-        self.group.attrs.update({"consumed": consumed})
+        self.write_batch([] if predictions is None else [(start, predictions)], consumed)
 
     def add_evaluation(self, values: dict[str, float], metrics: dict[str, Any]) -> None:
         """Append one history row (missing columns are NaN), then record ``metrics`` as the latest."""
+        self.write_batch([], self.consumed, [values], metrics)
+
+    def write_batch(self, predictions: list[tuple[int, np.ndarray]], consumed: int,
+                    history: list[dict[str, float]] | None = None, metrics: dict[str, Any] | None = None) -> None:
+        """Write several blocks' predictions and history rows, then advance the attributes once.
+
+        Every chunk and every history column is written in one round trip to Zarr's I/O loop
+        (predictions in order, the history columns concurrently beside them); only then do
+        ``consumed``, ``evaluations`` and ``metrics`` (the latest, when ``history`` has rows)
+        move, in one attribute update. The store ends as :meth:`write` and
+        :meth:`add_evaluation` called one after the other would leave it.
+
+        Parameters
+        ----------
+        predictions : list of (int, ndarray)
+            ``(start, rows)`` pairs, in row order.
+        consumed : int
+            Rows of the device stream now final.
+        history : list of dict, optional
+            History rows to append (missing columns are NaN).
+        metrics : dict, optional
+            The latest metrics, recorded with the history rows.
+        """
+        parts = [(int(start), np.asarray(p)) for start, p in predictions if p is not None and len(p)]
+        if parts:
+            stop = max(start + len(p) for start, p in parts)
+            if self.predictions.shape[0] < stop:
+                self.predictions.resize((max(stop, self.predictions.shape[0] + 16 * self.chunk_rows),
+                                         self.predictions.shape[1]))
+        rows = list(history or [])
         n = self.evaluations
-        for col, arr in self.history.items():
-            arr.resize((n + 1,))
-            arr[n] = float(values.get(col, np.nan))
-        self.evaluations = n + 1
-        self.group.attrs.update(jsonable({"evaluations": n + 1, "metrics": metrics}))
+        columns = [(arr, np.array([float(r.get(col, np.nan)) for r in rows])) for col, arr in self.history.items()]
+        if parts or rows:
+            _sync(_write_readout(self.predictions, _contiguous(parts), n, columns if rows else []))
+        attrs: dict[str, Any] = {"consumed": int(consumed)}
+        if rows:
+            attrs["evaluations"] = n + len(rows)
+        if metrics is not None:
+            attrs["metrics"] = metrics
+        self.consumed = int(consumed)
+        self.evaluations = n + len(rows)
+        self.group.attrs.update(jsonable(attrs))
 
     def set_attrs(self, **attrs: Any) -> None:
         self.group.attrs.update(jsonable(attrs))
