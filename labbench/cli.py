@@ -370,8 +370,10 @@ def cmd_ray(args: argparse.Namespace) -> int:
 
     out = _console()
     if args.action == "start":
-        info = rr.start_shared_ray(num_cpus=args.num_cpus)
-        out.print(f"local Ray running at {info['address']} (loopback only); `labbench run` uses it until "
+        info = rr.start_shared_ray(num_cpus=args.num_cpus, warm=args.warm)
+        warm = (f"; {info['warm']} warm device and trainer actor(s) kept ready" if info.get("warm") else
+                "; no warm actors" + (" (the pool did not start)" if args.warm else ""))
+        out.print(f"local Ray running at {info['address']} (loopback only){warm}; `labbench run` uses it until "
                   f"`labbench ray stop` (recorded in {rr.state_file()})", markup=False)
         return 0
     if args.action == "stop":
@@ -387,7 +389,8 @@ def cmd_ray(args: argparse.Namespace) -> int:
                   "(`labbench ray start` keeps one for runs to share)")
     else:
         out.print(f"local Ray running at {info['address']} since {info['started']} "
-                  f"({len(rr.owned_pids(info))} processes); `labbench run` uses it")
+                  f"({len(rr.owned_pids(info))} processes, {info.get('warm', 0)} warm actor(s) of each kind "
+                  f"kept ready); `labbench run` uses it", markup=False)
     return 0 if info is not None or args.action != "status" else 1
 
 
@@ -842,6 +845,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "`status` exits 1 when none is running.")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--num-cpus", type=int, default=None, help="start: CPUs the Ray offers (default: all)")
+    p.add_argument("--warm", type=int, default=1, metavar="N",
+                   help="start: warm device and trainer actors kept ready for runs, N of each (default 1; 0: none)")
     p.add_argument("--json", action="store_true", help="status: as JSON")
     p.set_defaults(func=cmd_ray)
     return parser

@@ -206,11 +206,13 @@ def shared_ray() -> dict[str, Any] | None:
     return info
 
 
-def start_shared_ray(num_cpus: int | None = None, timeout_s: float = 120.0) -> dict[str, Any]:
+def start_shared_ray(num_cpus: int | None = None, timeout_s: float = 120.0, warm: int = 1) -> dict[str, Any]:
     """``labbench ray start``: a local Ray on 127.0.0.1 that runs share until :func:`stop_shared_ray`.
 
     Its address and how to find its processes are recorded in :func:`state_file`. Every
-    listener of its processes is on loopback (checked; it is stopped again if not).
+    listener of its processes is on loopback (checked; it is stopped again if not). With
+    ``warm`` > 0 it keeps that many warm device actors and as many trainer actors ready for
+    runs (:mod:`labbench.engine.warm_pool`); the record's ``warm`` says how many (0: none).
 
     Raises
     ------
@@ -248,7 +250,24 @@ def start_shared_ray(num_cpus: int | None = None, timeout_s: float = 120.0) -> d
     path = state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(info))
+    if warm > 0:
+        info["warm"] = _start_pool(int(warm))
+        path.write_text(json.dumps(info))
     return info
+
+
+def _start_pool(warm: int) -> int:
+    """Start the warm pool on the shared Ray just recorded (a driver of its own, in a subprocess,
+    so that this process never imports Ray); the number of hosts of each kind it keeps (0 if it
+    could not start: runs then start their actors cold)."""
+    code = (f"from labbench.engine import ray_runtime as rr, warm_pool as wp; rr.connect(); "
+            f"wp.ensure_pool({warm}, {warm}); rr.exit_now(0)")
+    env = {**os.environ, **RAY_ENV}
+    env.pop("RAY_ADDRESS", None)
+    # from a neutral directory: the pool's job puts its working directory on its workers' path
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tempfile.gettempdir(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    return warm if done.returncode == 0 else 0
 
 
 def stop_shared_ray() -> dict[str, Any] | None:
