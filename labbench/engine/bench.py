@@ -260,9 +260,7 @@ class _DeviceStream:
 
     def __init__(self, section: DeviceSection, driver: type, params: dict[str, Any], num_cpus: float,
                  unsafe_limits: dict[str, float] | None = None, upstream: _DeviceStream | None = None) -> None:
-        import ray
-
-        from .actors import DeviceActor
+        from .warm_pool import start_device
 
         self.section = section
         self.group = section.group
@@ -279,8 +277,8 @@ class _DeviceStream:
 
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(upstream.info["node_id"], soft=False)
         self.params = params
-        self.actor = ray.remote(DeviceActor).options(**options).remote(driver, params, unsafe_limits)
-        self.info_ref = self.actor.info.remote()
+        # a warm actor of `labbench ray start`'s pool when one fits, else a fresh one (engine/warm_pool.py)
+        self.actor, self.info_ref = start_device(options, driver, params, unsafe_limits)
         self.info: dict[str, Any] = {}
         self.pending: deque[_Pending] = deque()
         #: a chained device's upstream blocks not yet sent: (a, b, upstream result ref, upstream features)
@@ -435,12 +433,15 @@ class _Execution:
             # through the file system: keep them on this node
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            from .actors import TrainerActor
+            from .warm_pool import start_trainer
 
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-            starting = [(s.group, ro.label, ray.remote(num_cpus=0, max_restarts=0)(TrainerActor).options(
-                scheduling_strategy=here).remote("", ro.describe(), s.group, p.task))
-                for s in streams for ro in p.readouts]
+            started = [(s.group, ro.label, start_trainer({"num_cpus": 0, "max_restarts": 0, "scheduling_strategy": here},
+                                                         "", ro.describe(), s.group, p.task))
+                       for s in streams for ro in p.readouts]
+            starting = [(g, label, tr) for g, label, (tr, _) in started]
+            self.timings["warm_actors"] = (sum(bool(s.info.get("warm")) for s in streams)
+                                           + sum(warm for _, _, (_, warm) in started))
             trainers += [(g, label, tr, None) for g, label, tr in starting]     # killed in `finally` if need be
             t0 = time.perf_counter()
             store = self._open_store(streams, data)
