@@ -9,7 +9,11 @@ machine's load drifts over all of them alike):
 - ``fresh``: this checkout (or ``--checkout DIR``, a copy laid out like the baseline's), no
   shared Ray recorded: the run starts its own local Ray;
 - ``shared``: the same code, with a local Ray left running by ``labbench ray start`` (started
-  once before the rounds, stopped after them): the run connects to it.
+  once before the rounds, stopped after them): the run connects to it, and starts its actors
+  cold (``LABBENCH_WARM=0``), as before the warm pool;
+- ``warm``: the same Ray, and the run takes a warm device and trainer actor of its pool
+  (``engine/warm_pool.py``). Every run is followed by a pause (``--settle``, default 4 s) so that
+  the pool's refill after a warm run does not land in the next run.
 
 Each run is the command a user types, in a fresh process (``python -m labbench.cli run ...
 --quiet --json``), timed from outside; its run summary gives the split (start-up, stream,
@@ -41,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
        "QT_QPA_PLATFORM": "offscreen"}
-SPLIT = ("ray_startup_s", "device_startup_s", "startup_s", "stream_s", "drain_s", "trainers_lag_s",
+SPLIT = ("ray_startup_s", "device_startup_s", "store_open_s", "startup_s", "stream_s", "drain_s", "trainers_lag_s",
          "evaluation_s", "wall_s")
 
 
@@ -56,6 +60,8 @@ def _env(way: str, baseline: str | None, ray_dir: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
     env.update(ENV)
     env["LABBENCH_RAY_DIR"] = ray_dir
+    if way == "shared":
+        env["LABBENCH_WARM"] = "0"
     code = baseline if way == "base" else _CHECKOUT
     if code:
         env["PYTHONPATH"] = code
@@ -75,7 +81,8 @@ def run_once(way: str, protocol: Path, store_root: Path, baseline: str | None, r
     out = json.loads(done.stdout.strip().splitlines()[-1])
     t = out["timings"]
     row = {"way": way, "wall_s": wall, "load_before": load0, "load_after": _load(),
-           **{f"run_{k}": t.get(k) for k in SPLIT}, "nrmse": out["metrics"]["ridge"]["nrmse"]}
+           **{f"run_{k}": t.get(k) for k in SPLIT}, "nrmse": out["metrics"]["ridge"]["nrmse"],
+           "warm_actors": t.get("warm_actors", 0)}
     if "wall_s" not in t:    # the baseline has no wall_s: what its parts add up to
         row["run_wall_s"] = sum(t.get(k, 0.0) for k in ("ray_startup_s", "device_startup_s", "stream_s",
                                                           "trainers_lag_s", "evaluation_s"))
@@ -104,7 +111,8 @@ def main() -> int:
     ap.add_argument("--checkout", default=None, help="directory with the new code's labbench package (default: "
                     "the installed checkout)")
     ap.add_argument("--warmup", action="store_true", help="one unrecorded run per way first")
-    ap.add_argument("--ways", default="base,fresh,shared")
+    ap.add_argument("--ways", default="base,fresh,shared,warm")
+    ap.add_argument("--settle", type=float, default=4.0, help="seconds of pause after every run")
     ap.add_argument("--profile", action="store_true", help="also time the imports per way")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "run_startup.json"))
     args = ap.parse_args()
@@ -113,31 +121,34 @@ def main() -> int:
     ways = [w for w in args.ways.split(",") if w and (w != "base" or args.baseline)]
     work = Path(tempfile.mkdtemp(prefix="run_startup-"))
     empty_dir, shared_dir = str(work / "no-ray"), str(work / "ray")
-    dirs = {"base": empty_dir, "fresh": empty_dir, "shared": shared_dir}
+    dirs = {"base": empty_dir, "fresh": empty_dir, "shared": shared_dir, "warm": shared_dir}
+    uses_shared = bool({"shared", "warm"} & set(ways))
     rows: list[dict] = []
     env = _env("shared", None, shared_dir)
     try:
-        if "shared" in ways:
+        if uses_shared:
             subprocess.run([sys.executable, "-m", "labbench.cli", "ray", "start"], env=env,
                            cwd=tempfile.gettempdir(), check=True, capture_output=True)
         for way in ways if args.warmup else []:
             run_once(way, Path(args.protocol), work / "runs", args.baseline, dirs[way])
+            time.sleep(args.settle)
         for r in range(args.rounds):
             order = ways[r % len(ways):] + ways[:r % len(ways)]
             for way in order:
                 row = run_once(way, Path(args.protocol), work / "runs", args.baseline, dirs[way])
                 row["round"] = r
                 rows.append(row)
+                time.sleep(args.settle)
                 print(f"[{r}] {way:6s} wall {row['wall_s']:6.2f} s  run {row['run_wall_s']:6.2f} s  "
                       + "  ".join(f"{k[4:-2]} {row[k]:.2f}" for k in row if k.startswith("run_") and row[k] is not None
                                   and k not in ("run_wall_s",))
-                      + f"  load {row['load_before']:.1f}", flush=True)
+                      + f"  warm {row['warm_actors']}  load {row['load_before']:.1f}", flush=True)
         imports = {}
         if args.profile:
             for way in ways:
                 imports[way] = _summary([import_time(way, args.baseline, dirs[way]) for _ in range(3)])
     finally:
-        if "shared" in ways:
+        if uses_shared:
             subprocess.run([sys.executable, "-m", "labbench.cli", "ray", "stop"], env=env, cwd=tempfile.gettempdir(),
                            check=False, capture_output=True)
     result = {"protocol": args.protocol, "rounds": args.rounds, "rows": rows, "imports_s": imports,
