@@ -257,3 +257,24 @@ def test_a_run_with_its_own_ray_exits_at_once_and_leaves_no_ray_process(tmp_path
     while _alive(list(seen)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not _alive(list(seen)), f"Ray processes outlived the run: {_alive(list(seen))}"
+
+
+def test_a_warm_actor_serves_only_the_code_it_imported(tmp_path, monkeypatch):
+    from labbench.engine import warm_pool
+
+    roots = warm_pool.code_fingerprint().split(os.pathsep)
+    assert str(Path(lb.__file__).resolve().parent) in roots       # another checkout: another fingerprint
+    src = tmp_path / "mod.py"
+    src.write_text("x = 1\n")
+    stamps = {str(src): os.stat(src).st_mtime}
+    assert warm_pool._unchanged(stamps)
+    os.utime(src, (time.time() + 5, time.time() + 5))              # edited since the host imported it
+    assert not warm_pool._unchanged(stamps)
+    src.unlink()
+    assert not warm_pool._unchanged(stamps)
+    # no pool on any Ray but the shared local one, and LABBENCH_WARM=0 turns it off: a fresh actor
+    monkeypatch.setattr(rr, "_session", rr.RaySession("started", "local", 0.0))
+    assert warm_pool._claim("device") is None
+    monkeypatch.setattr(rr, "_session", rr.RaySession("shared", "127.0.0.1:1", 0.0))
+    monkeypatch.setenv(warm_pool.WARM_ENV, "0")
+    assert warm_pool._claim("device") is None
