@@ -88,3 +88,25 @@ def test_batched_writes_leave_the_store_of_single_writes(tmp_path: Path, split: 
     assert np.array_equal(g["predictions"][:], expect, equal_nan=True)
     assert np.array_equal(g["history/x"][:], [0.5, np.nan, -1.0, 3.0], equal_nan=True)
     assert np.array_equal(g["history/row"][:], [7.0, 15.0, 25.0, np.nan], equal_nan=True)
+
+
+def test_tail_still_waits_for_the_end_mark_once_every_expected_row_is_read(tmp_path: Path) -> None:
+    """Polling faster after the expected rows never ends a stream early: the end is the writer's mark."""
+    import threading
+
+    from labbench.store import RunReader
+
+    st = RunStore(tmp_path / "r.zarr", "text", {})
+    st.add_device("esn", spec={"n_inputs": 1, "n_features": 2}, describe={}, n_outputs=1, dtype="float32",
+                  chunk_rows=5, expected_rows=10)
+    for a in (0, 5):
+        st.append("esn", inputs=np.zeros((5, 1)), features=np.full((5, 2), a, dtype=np.float32),
+                  targets=np.zeros((5, 1)), phase=np.ones(5, dtype=np.int8))
+    reader = RunReader(tmp_path / "r.zarr")
+    with pytest.raises(TimeoutError):      # every expected row is there, but no end mark yet
+        list(reader.tail("esn", poll=0.01, timeout=0.3, readouts=False))
+    timer = threading.Timer(0.2, st.end_stream, args=("esn",))
+    timer.start()
+    starts = [a for a, _ in RunReader(tmp_path / "r.zarr").tail("esn", poll=0.01, timeout=30, readouts=False)]
+    timer.join()
+    assert starts == [0, 5]

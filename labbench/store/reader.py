@@ -137,7 +137,9 @@ class RunReader:
         the block, not by how far behind it is or how long the run is.
 
         The stream ends when the run is no longer ``running`` or its writer marked the
-        device's ``stream_done`` (the run may still be evaluating).
+        device's ``stream_done`` (the run may still be evaluating). Once every expected row
+        (the device's ``expected_rows``) is read, the reader polls for that mark every 5 ms
+        for a second rather than every ``poll`` s: the writer sets it right after the last block.
 
         Raises ``TimeoutError`` if nothing new arrives within ``timeout`` seconds while
         the run is still ``running``; ``ValueError`` if ``max_rows`` is not positive.
@@ -164,5 +166,9 @@ class RunReader:
                 return
             if timeout is not None and time.monotonic() - last_progress > timeout:
                 raise TimeoutError(f"{self.path}:{device}: no new rows for {timeout} s (committed={pos})")
-            time.sleep(poll)
-            self.waited_s += poll
+            expected = int(dev_attrs.get("expected_rows") or 0)
+            # every expected row read: the end mark is due at once (for a second, then as before)
+            soon = expected and pos >= expected and time.monotonic() - last_progress < 1.0
+            wait = min(poll, 0.005) if soon else poll
+            time.sleep(wait)
+            self.waited_s += wait
