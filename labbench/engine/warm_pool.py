@@ -26,6 +26,7 @@ import os
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,10 @@ class WarmDevice(DeviceActor):
         self._key = key
         self._fingerprint = _preimport(device=True)
         self._stamps = _source_stamps()
-        if ray.get_runtime_context().was_current_actor_reconstructed:
+        with warnings.catch_warnings():     # Ray 2.60 warns about its own use of a deprecated API here
+            warnings.simplefilter("ignore")
+            reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        if reconstructed:
             # the run's device died and Ray restarted this host: open the same device again
             blob = ray.get(ray.get_actor(SUPERVISOR, namespace=NAMESPACE).recall.remote(key))
             if blob is not None:
