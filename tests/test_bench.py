@@ -94,6 +94,8 @@ block = 100
     assert err.strip() == f"error: {tmp_path / 'nope.zarr'}: no such run store"
 
 
+#: 40,000 rows: still streaming for ~1.3 s (idle machine, ~26k rows/s) after the kill at 5,000 committed rows,
+#: and the uninterrupted run and the resume each stream half of what the first version did (80,000)
 KILL_PROTOCOL = """
 [protocol]
 name = "kill"
@@ -105,8 +107,8 @@ params = { units = 400, spectral_radius = 0.9, dtype = "float64", seed = 3 }
 name = "narma"
 [run]
 washout = 100
-train = 60000
-test = 19900
+train = 30000
+test = 9900
 block = 250
 """
 
@@ -116,7 +118,7 @@ def test_sigkilled_run_leaves_a_readable_store_equal_to_an_uninterrupted_run(ray
     root = zarr.open_group(str(killed), mode="r")  # opens with plain zarr
     assert root.attrs["status"] == "running"
     n = root["esn"].attrs["committed"]
-    assert 5000 <= n < 80000
+    assert 5000 <= n < 40000
     full = lb.run(from_dict(__import__("tomllib").loads(KILL_PROTOCOL)), store_root=store_root, progress=False)
     ref = zarr.open_group(str(full.store), mode="r")["esn"]
     for key in ("inputs", "features", "targets", "phase"):
