@@ -11,12 +11,14 @@ process's peak at 10^6 steps within 10% of its peak at 10^4 steps.
 With ``--bare`` the child also runs the bare driver (``EchoStateNetwork.run`` block after
 block, nothing stored) first and prints both throughputs and their ratio.
 
-``--python`` and ``--pythonpath`` run the children with another interpreter or source tree
-(e.g. a checkout of an older commit), for before/after comparisons in one session;
+``--compare-pythonpath`` runs every length with a second source tree too (e.g. a frozen
+copy of an older commit), labelled "before", and ``--pythonpath`` names the "after" tree
+(default: the installed labbench), for before/after comparisons in one session;
 ``--rounds`` alternates them.
 
 Usage: python bench/run_overhead.py [--steps 10000 100000 1000000] [--units 1000] [--block 2000]
-                                    [--bare] [--compare-pythonpath /tmp/before] [--rounds 1]
+                                    [--bare] [--compare-pythonpath /tmp/before] [--pythonpath /tmp/after]
+                                    [--rounds 1]
 Writes bench/results/run_overhead.json.
 """
 
@@ -173,6 +175,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--compare-pythonpath", default=None,
                     help="a second source tree (PYTHONPATH) run alternately with this one, labelled 'before'")
+    ap.add_argument("--pythonpath", default=None,
+                    help="the source tree (PYTHONPATH) labelled 'after' (default: the installed labbench)")
     ap.add_argument("--tmp", default=None, help="where the run stores go (default: the system's temp dir)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "run_overhead.json"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -181,8 +185,8 @@ def main() -> None:
         _child(args)
         return
 
-    trees = [("after", None)] if args.compare_pythonpath is None else \
-        [("before", args.compare_pythonpath), ("after", None)]
+    trees = [("after", args.pythonpath)] if args.compare_pythonpath is None else \
+        [("before", args.compare_pythonpath), ("after", args.pythonpath)]
     results: list[dict] = []
     for r in range(args.rounds):
         for steps in args.steps:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from labbench.engine import bench as bench_module
 from labbench.engine import live
 from labbench.engine.live import Trainer, train_store
-from labbench.spec.protocol import ReadoutSection
+from labbench.engine.task_feed import PhaseColumn, TaskFeed
+from labbench.spec.protocol import ReadoutSection, from_dict
 from labbench.store import RunReader, RunStore
-from labbench.tasks import Narma
+from labbench.tasks import TASKS, Narma, get_task
 
 BLOCK = 64
 
@@ -228,11 +230,6 @@ def test_the_monitor_reads_a_backlog_in_slices_of_a_few_blocks(tmp_path, monkeyp
 
 # -- the run's task data, made block by block in the run's process (issue 18, part M) ----------------
 
-from labbench.engine import bench as bench_module  # noqa: E402
-from labbench.engine.task_feed import PhaseColumn, TaskFeed  # noqa: E402
-from labbench.spec.protocol import from_dict  # noqa: E402
-from labbench.tasks import TASKS, get_task  # noqa: E402
-
 OPEN_LOOP = sorted(name for name, cls in TASKS.items() if not cls.closed_loop)
 CHUNKED = sorted(name for name in OPEN_LOOP if TASKS[name].chunked_generation)
 #: a second set of parameters per chunked task, off the defaults (other delays, horizons, orders)
@@ -410,9 +407,10 @@ def test_a_run_streams_its_task_data_from_a_bounded_feed(ray_session, store_root
 
 
 def _rss_shmem_kib():
-    for line in open("/proc/self/status"):
-        if line.startswith("RssShmem:"):
-            return int(line.split()[1])
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("RssShmem:"):
+                return int(line.split()[1])
     return None
 
 
