@@ -47,9 +47,8 @@ _WATCH_S = 0.5
 def code_fingerprint() -> str:
     """Where labbench's code (with its drivers and readouts) is imported from: the pool's hosts
     serve only runs of the same code (another checkout on ``PYTHONPATH`` gives another)."""
-    import labbench
-
-    return os.pathsep.join(sorted({str(Path(p).resolve()) for p in (*labbench.__path__, *_subpackage_paths())}))
+    package = Path(__file__).resolve().parents[1]   # labbench/, found without importing it
+    return os.pathsep.join(sorted({str(package), *(str(Path(p).resolve()) for p in _subpackage_paths())}))
 
 
 def _source_stamps() -> dict[str, float]:
