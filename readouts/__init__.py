@@ -28,26 +28,28 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sklearn.base import BaseEstimator
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
 
-from .labelling import VoteClassifier
-from .ridge import IncrementalRidge
-from .rls import FORCE, RLS
-from .sklearn_readout import SklearnReadout
+    from .labelling import VoteClassifier
+    from .ridge import IncrementalRidge
+    from .rls import FORCE, RLS
+    from .sklearn_readout import SklearnReadout
 
-__all__ = ["ESTIMATORS", "ESTIMATOR_ENTRY_POINT_GROUP", "FORCE", "MODULES", "READOUTS", "RLS", "IncrementalRidge",
-           "SklearnReadout", "VoteClassifier", "check_estimator_name", "estimator_class", "estimator_names", "make_module", "make_readout",
-           "module_class"]
+__all__ = ["ESTIMATORS", "ESTIMATOR_ENTRY_POINT_GROUP", "FORCE", "MODULES", "READOUTS", "READOUT_KINDS",
+           "RLS", "IncrementalRidge", "SklearnReadout", "VoteClassifier", "check_estimator_name", "estimator_class",
+           "estimator_names", "make_module", "make_readout", "module_class", "parameters", "readout_class"]
 
-#: Readout kinds known to :func:`make_readout`, by name.
-READOUTS: dict[str, type[BaseEstimator]] = {
-    "ridge": IncrementalRidge,
-    "rls": RLS,
-    "force": FORCE,
-    "sklearn": SklearnReadout,
-    "vote": VoteClassifier,
+#: Readout kinds known to :func:`make_readout`: ``module:Class`` import paths. The classes (and
+#: scikit-learn with them) are imported on first use, so that checking a protocol imports neither.
+READOUT_KINDS: dict[str, str] = {
+    "ridge": "labbench.readouts.ridge:IncrementalRidge",
+    "rls": "labbench.readouts.rls:RLS",
+    "force": "labbench.readouts.rls:FORCE",
+    "sklearn": "labbench.readouts.sklearn_readout:SklearnReadout",
+    "vote": "labbench.readouts.labelling:VoteClassifier",
 }
 
 #: Unsupervised module kinds known to :func:`make_module`: ``module:Class`` import paths.
@@ -55,6 +57,63 @@ MODULES: dict[str, str] = {
     "stdp": "labbench.readouts.stdp:STDPLayer",
     "som": "labbench.readouts.som:SOM",
 }
+
+#: the names this package exports lazily (a class import pulls in scikit-learn)
+_LAZY = {"IncrementalRidge": "ridge", "RLS": "rls", "FORCE": "force", "SklearnReadout": "sklearn",
+         "VoteClassifier": "vote"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return readout_class(_LAZY[name])
+    if name == "READOUTS":
+        return {kind: readout_class(kind) for kind in READOUT_KINDS}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def parameters(kind: str) -> tuple[str, ...] | None:
+    """The keyword parameters a readout or module kind's class takes, read from its source
+    without importing it (nor scikit-learn); ``None`` when it takes ``**kwargs``.
+
+    Raises
+    ------
+    ValueError
+        For a kind that is neither in :data:`READOUT_KINDS` nor in :data:`MODULES`.
+    """
+    path = READOUT_KINDS.get(kind) or MODULES.get(kind)
+    if path is None:
+        raise ValueError(f"Unknown readout or module kind {kind!r}.")
+    mod, _, attr = path.partition(":")
+    return _init_parameters(mod, attr)
+
+
+def _init_parameters(module: str, cls: str) -> tuple[str, ...] | None:
+    """The parameters of ``module.cls.__init__`` after ``self``, from the module's syntax tree."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    if init is None:
+        raise LookupError(f"{module}.{cls} defines no __init__ of its own")
+    if init.args.kwarg is not None:
+        return None
+    return tuple(a.arg for a in (*init.args.posonlyargs, *init.args.args, *init.args.kwonlyargs)[1:])
+
+
+def readout_class(kind: str) -> type[BaseEstimator]:
+    """The class of a readout kind (imported on first use)."""
+    try:
+        path = READOUT_KINDS[kind]
+    except (KeyError, TypeError):
+        known = ", ".join(repr(k) for k in READOUT_KINDS)
+        raise ValueError(f"Unknown readout kind {kind!r}; known kinds: {known}.") from None
+    mod, _, attr = path.partition(":")
+    # a constant of the READOUT_KINDS table above, looked up by a protocol's kind
+    return getattr(importlib.import_module(mod), attr)
 
 
 #: scikit-learn estimators a protocol may name, by short name: ``module:Class`` import paths
@@ -190,16 +249,11 @@ def make_readout(kind: str, **params: Any) -> BaseEstimator:
     ...              estimator_params={"alpha": 0.01})
     SklearnReadout(estimator=SGDRegressor(alpha=0.01))
     """
-    try:
-        cls = READOUTS[kind]
-    except (KeyError, TypeError):
-        known = ", ".join(repr(k) for k in READOUTS)
-        raise ValueError(f"Unknown readout kind {kind!r}; known kinds: {known}.") from None
-
+    cls = readout_class(kind)
     params = dict(params)
-    if cls is SklearnReadout:
+    if kind == "sklearn":
         estimator_params = params.pop("estimator_params", None)
-        _check_params(SklearnReadout, params, f"readout kind {kind!r}", extra=("estimator_params",))
+        _check_params(cls, params, f"readout kind {kind!r}", extra=("estimator_params",))
         params["estimator"] = _build_estimator(params.get("estimator"), estimator_params)
     else:
         _check_params(cls, params, f"readout kind {kind!r}")

@@ -272,6 +272,18 @@ SAFE_SITES = {
         "entry point of an installed package (group labbench.drivers), looked up by a name that is a key of it",
     ("labbench/reservoir.py", "list_devices", "src.load"):
         "entry points of installed packages, listed by `labbench devices`",
+    ("labbench/engine/trained.py", "unpack", "pickle.loads"):
+        "a trained pipeline pickled by labbench's own trainer actor (Packed.of) and carried through the run's "
+        "process to its device actor; never a protocol, store or file value",
+    ("labbench/engine/warm_pool.py", "__init__", "ray.cloudpickle.loads"):
+        "the run's device configuration (the driver class already resolved from the labbench.drivers entry "
+        "points, validated parameters) that labbench's run process handed the pool's supervisor, read back by "
+        "the restarted host; never a protocol's text",
+    ("labbench/engine/warm_pool.py", "_preimport", "ep.load"):
+        "every entry point of the installed group labbench.drivers, pre-imported by a warm host; no name is "
+        "looked up",
+    ("readouts/__init__.py", "readout_class", "importlib.import_module"):
+        "a constant module path of the READOUT_KINDS table, looked up by a kind that is a key of it",
     ("labbench/engine/live.py", "load_model", "pickle.loads"):
         "a model file the user named with `labbench train --model` (or passed in Python); never a protocol value",
     ("drivers/mea/cl_backend.py", "import_cl", "importlib.import_module"):

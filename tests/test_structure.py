@@ -138,3 +138,31 @@ def test_no_private_name_is_imported_from_another_module():
                 bad += [f"{path.relative_to(ROOT.parent)}:{node.lineno} {a.name}" for a in node.names
                         if a.name.startswith("_") and not a.name.startswith("__")]
     assert bad == []
+
+
+def test_checking_a_protocol_and_the_run_process_import_no_scikit_learn():
+    """The run's own process (the CLI, validation, the bench, the evaluation) never needs the
+    training stack: readout parameters are read from the readouts' sources and a trained
+    pipeline crosses it packed (labbench.engine.trained). scikit-learn costs ~1 s to import."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import labbench.cli, labbench.engine.bench, labbench.engine.evaluation, labbench.engine.trained\n"
+            "from labbench.spec.protocol import load\n"
+            "for p in ('mackey_glass', 'mackey_glass_online', 'digits_stdp', 'digits_som', 'narma10_compare'):\n"
+            "    load(f'protocols/{p}.toml')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT.parent, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"scikit-learn imported: {out.stdout.strip()[:300]}"
+
+
+def test_the_readout_parameters_read_from_source_are_the_classes_own():
+    import inspect
+
+    import labbench.readouts as r
+
+    for kind in (*r.READOUT_KINDS, *r.MODULES):
+        cls = r.readout_class(kind) if kind in r.READOUT_KINDS else r.module_class(kind)
+        assert r.parameters(kind) == tuple(inspect.signature(cls).parameters), kind

@@ -17,6 +17,7 @@ import numpy as np
 
 from .closed_loop import LoopChunk, PolicyLoop, free_run, learn_with_feedback
 from .memory import release_object_store_pages
+from .trained import Packed, unpacked
 from ..reservoir import Reservoir
 
 
@@ -113,15 +114,19 @@ class DeviceActor:
         return len(u)
 
     def free_run(self, readout, sync_inputs: np.ndarray, horizon: int) -> np.ndarray:
-        return free_run(self.reservoir, readout, sync_inputs, horizon)
+        """Free runs of a trained pipeline (:class:`~labbench.engine.trained.Packed` or not)."""
+        return free_run(self.reservoir, unpacked(readout), sync_inputs, horizon)
 
     def learn_with_feedback(self, pipeline, teacher: np.ndarray, sync: int) -> tuple[Any, np.ndarray]:
-        """FORCE learning with the loop closed; returns the updated pipeline and its trace."""
+        """FORCE learning with the loop closed; returns the updated pipeline (packed when it came
+        packed) and its trace."""
         import copy
 
-        pipeline = copy.deepcopy(pipeline)  # arrays that came through Ray's object store are read-only
+        packed = isinstance(pipeline, Packed)
+        # arrays that came through Ray's object store are read-only: learn on a copy
+        pipeline = pipeline.unpack() if packed else copy.deepcopy(pipeline)
         trace = learn_with_feedback(self.reservoir, pipeline.readout, teacher, sync)
-        return pipeline, trace
+        return (Packed.of(pipeline) if packed else pipeline), trace
 
     def prepare_evaluation(self) -> None:
         """Import what a trained readout needs here (scikit-learn, the readouts) before it arrives:
@@ -167,4 +172,8 @@ class TrainerActor:
         """Train on the store at ``path`` (default: the one given at start-up)."""
         from .live import train_store
 
-        return train_store(path or self.path, self.spec, device=self.device, task=self.task, poll=poll)
+        result = train_store(path or self.path, self.spec, device=self.device, task=self.task, poll=poll)
+        # sealed for the trip: the run's process passes it to the device without importing the
+        # training stack (scikit-learn) to open it
+        result.pipeline = Packed.of(result.pipeline)
+        return result

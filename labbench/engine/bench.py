@@ -38,8 +38,8 @@ from ..spec.unsafe_limits import SignedLimits, UnsafeLimitsError, read_unsafe_li
 from ..store import ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
 from ..tasks import Task, TaskData
 
-if TYPE_CHECKING:   # the training stack (scikit-learn) is imported while Ray starts, not before
-    from .live import TrainResult
+if TYPE_CHECKING:
+    from .trained import TrainResult
 
 #: device calls in flight ahead of the writer
 _PIPELINE_DEPTH = 2
@@ -371,14 +371,13 @@ class _Execution:
             return self._run()
 
     def _prepare(self) -> tuple[TaskData | TaskFeed, PhaseColumn]:
-        """The task's data and phase column, and the training stack imported.
+        """The task's data and phase column.
 
         The data is a :class:`TaskFeed` (rows made block by block as the stream reads them, so
         this process's memory does not grow with the run) when :func:`_feeds_lazily` allows,
         else the whole run's arrays, generated here.
         """
         p = self.proto
-        from . import evaluation  # noqa: F401 - scikit-learn: needed when the trained readouts come back
 
         # a closed loop's inputs are decided during the run, by the task's policy
         if p.task.closed_loop:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .live import Pipeline, TrainResult
+from .trained import Pipeline, TrainResult
 from ..metrics import nrmse
 from ..spec.protocol import Protocol
 from ..tasks import TaskData

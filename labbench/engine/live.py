@@ -24,7 +24,6 @@ and ``labbench train`` runs it stand-alone on a finished store.
 
 from __future__ import annotations
 
-import inspect
 import math
 import pickle
 import resource
@@ -40,11 +39,12 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..spec.protocol import ReadoutSection
-from ..readouts import READOUTS, make_module, make_readout
+from ..readouts import READOUT_KINDS, make_module, make_readout, parameters
 from ..readouts.pooling import pool_sequences
 from ..store import PHASES, ReadoutWriter, RunReader, StoreError
 from ..tasks import Task
 from .memory import keep_large_arrays_mapped
+from .trained import Pipeline, TrainResult
 
 WASHOUT, TRAIN, TEST = PHASES["washout"], PHASES["train"], PHASES["test"]
 #: most prequential / test evaluations a trainer makes over a phase
@@ -63,22 +63,6 @@ class Emitted:
     predictions: np.ndarray | None
     consumed: int
     history: dict[str, float] | None
-
-
-class Pipeline:
-    """Module (optional) followed by a readout: what a trained trainer predicts with.
-
-    ``predict`` maps rows of features to outputs; the closed-loop evaluation of the bench
-    drives a reservoir with it.
-    """
-
-    def __init__(self, module: BaseEstimator | None, readout: BaseEstimator) -> None:
-        self.module = module
-        self.readout = readout
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        Z = X if self.module is None else self.module.transform(X)
-        return self.readout.predict(Z)
 
 
 class Trainer:
@@ -109,8 +93,7 @@ class Trainer:
             mod = dict(spec.module)
             self.module = make_module(mod.pop("kind"), **mod)
         params = dict(spec.params)
-        cls = READOUTS.get(spec.kind)
-        if task.classes is not None and cls is not None and "classes" in inspect.signature(cls).parameters:
+        if task.classes is not None and spec.kind in READOUT_KINDS and "classes" in (parameters(spec.kind) or ()):
             params.setdefault("classes", list(task.classes))
         self.readout = make_readout(spec.kind, **params)
         self.pool = spec.pool or ("sum" if self.module is not None else "mean")
@@ -408,21 +391,6 @@ def _segments(phase: np.ndarray) -> list[tuple[int, int, int]]:
 # ---------------------------------------------------------------------------------------------
 # running a trainer over a store
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class TrainResult:
-    """What :func:`train_store` returns: the readout's name, final metrics and trained pipeline."""
-
-    name: str
-    metrics: dict[str, Any]
-    warnings: list[str]
-    pipeline: Pipeline
-    status: str
-    #: learn_s (learning and writing), write_s (of it, writing), read_s (reading), wait_s (waiting for
-    #: rows), setup_s (checks, the readout group), finish_s (the last block and evaluation), peak_rss_mib,
-    #: started_unix / last_rows_unix / ended_unix (wall-clock instants, to place it in a run's time line)
-    timings: dict[str, float] = field(default_factory=dict)
-
-
 def prepare(path: str | Path, spec: ReadoutSection, *, device: str | None = None, task: Task | None = None,
             model: Pipeline | None = None) -> tuple[RunReader, str, Trainer, dict[str, Any]]:
     """Check that ``spec`` can train on the store; nothing is written.

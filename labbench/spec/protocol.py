@@ -32,7 +32,6 @@ and a run whose arrays cannot fit in memory or on the store's disk (:func:`check
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import shutil
@@ -128,7 +127,7 @@ class ReadoutSection(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow")
-    kind: str = Field("ridge", description="readout kind (see labbench.readouts.READOUTS)")
+    kind: str = Field("ridge", description="readout kind (see labbench.readouts.READOUT_KINDS)")
     name: str | None = Field(None, description="name in the store (default: the kind)")
     module: dict[str, Any] | None = Field(None, description="unsupervised module before the readout")
     pool: Literal["last", "mean", "sum", "slices"] | None = Field(
@@ -663,7 +662,9 @@ _RESERVED = frozenset({"loop", "device"})
 
 
 def check_readouts(readouts: list[ReadoutSection]) -> list[str]:
-    from ..readouts import MODULES, READOUTS, check_estimator_name, module_class
+    # the kinds' parameters are read from the readouts' sources: checking a protocol imports no
+    # readout class and so not scikit-learn (a run's process never needs it)
+    from ..readouts import MODULES, READOUT_KINDS, check_estimator_name, parameters
 
     problems = []
     seen = set()
@@ -675,13 +676,13 @@ def check_readouts(readouts: list[ReadoutSection]) -> list[str]:
             if mkind not in MODULES:
                 problems.append(f"{key}.module.kind: unknown module {mkind!r} (known: {', '.join(sorted(MODULES))})")
             else:
-                accepted = set(inspect.signature(module_class(mkind)).parameters)
+                accepted = set(parameters(mkind) or mod)
                 problems += [f"{key}.module.{k}: unknown parameter of module {mkind!r} "
                              f"(known: {', '.join(sorted(accepted))})" for k in mod if k not in accepted]
-        if ro.kind not in READOUTS:
-            problems.append(f"{key}.kind: unknown readout {ro.kind!r} (known: {', '.join(sorted(READOUTS))})")
+        if ro.kind not in READOUT_KINDS:
+            problems.append(f"{key}.kind: unknown readout {ro.kind!r} (known: {', '.join(sorted(READOUT_KINDS))})")
             continue
-        allowed = set(inspect.signature(READOUTS[ro.kind]).parameters)
+        allowed = set(parameters(ro.kind) or ro.params)
         if ro.kind == "sklearn":
             allowed.add("estimator_params")
             if "estimator" in ro.params:
