@@ -411,6 +411,19 @@ class _Execution:
         store: RunStore | None = None
         trainers: list = []
         try:
+            # the trainer actors start first: their worker's start-up and imports (the training
+            # stack) overlap the devices' and the store's; they read the store through the file
+            # system, so they stay on this node, and are given the store once it exists
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            from .warm_pool import start_trainer
+
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            started = [(dev.group, ro.label, start_trainer({"num_cpus": 0, "max_restarts": 0, "scheduling_strategy": here},
+                                                           "", ro.describe(), dev.group, p.task))
+                       for dev in p.all_devices for ro in p.readouts]
+            starting = [(g, label, tr) for g, label, (tr, _) in started]
+            trainers += [(g, label, tr, None) for g, label, tr in starting]     # killed in `finally` if need be
             by_group: dict[str, _DeviceStream] = {}
             for dev in chain_order(p):
                 up = by_group.get(dev.input) if dev.input is not None else None
@@ -426,22 +439,8 @@ class _Execution:
             for s in streams:
                 self._await_info(s)
             self.timings["device_startup_s"] = time.perf_counter() - t0
-            # the trainer actors start once the devices are up (started together, on 2 cores the
-            # device's start-up doubled: docs/benchmarks.md, issue 18), while the store is made; they import
-            # the training stack at once and are given the store once it exists. They read it
-            # through the file system: keep them on this node
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            from .warm_pool import start_trainer
-
-            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-            started = [(s.group, ro.label, start_trainer({"num_cpus": 0, "max_restarts": 0, "scheduling_strategy": here},
-                                                         "", ro.describe(), s.group, p.task))
-                       for s in streams for ro in p.readouts]
-            starting = [(g, label, tr) for g, label, (tr, _) in started]
             self.timings["warm_actors"] = (sum(bool(s.info.get("warm")) for s in streams)
                                            + sum(warm for _, _, (_, warm) in started))
-            trainers += [(g, label, tr, None) for g, label, tr in starting]     # killed in `finally` if need be
             t0 = time.perf_counter()
             store = self._open_store(streams, data)
             store.set_attrs(ray={"mode": session.mode, "address": session.address})
