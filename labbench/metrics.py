@@ -17,14 +17,41 @@ References
    13(4):751-763, 2001.
 .. [SC07] B. Schrauwen and J. Van Campenhout, "Linking non-binned spike train kernels
    to several existing spike train metrics", Neurocomputing 70:1247-1253, 2007.
+.. [LM07] R. Legenstein and W. Maass, "Edge of chaos and prediction of computational
+   performance for neural circuit models", Neural Networks 20:323-334, 2007.
+.. [BSL10] L. Büsing, B. Schrauwen and R. Legenstein, "Connectivity, dynamics, and
+   memory in reservoir computing with binary and analog neurons", Neural Computation
+   22(5):1272-1311, 2010.
+.. [GVL13] G. H. Golub and C. F. Van Loan, "Matrix Computations", 4th ed., Johns
+   Hopkins University Press, 2013, section 5.4.1 (numerical rank).
+.. [D19] M. Dale, J. F. Miller, S. Stepney and M. A. Trefzer, "A substrate-independent
+   framework to characterize reservoir computers", Proc. R. Soc. A 475:20180723, 2019.
+.. [J01b] H. Jaeger, "The 'echo state' approach to analysing and training recurrent
+   neural networks", GMD Report 148, German National Research Center for Information
+   Technology, 2001.
+.. [YJK12] I. B. Yildiz, H. Jaeger and S. J. Kiebel, "Re-visiting the echo state
+   property", Neural Networks 35:1-9, 2012.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["memory_capacity", "nrmse", "rate_correlation", "valid_prediction_time", "van_rossum_distance"]
+__all__ = [
+    "computational_capability",
+    "fading_memory_distance",
+    "fading_time",
+    "generalisation_rank",
+    "kernel_quality",
+    "memory_capacity",
+    "nrmse",
+    "rate_correlation",
+    "valid_prediction_time",
+    "van_rossum_distance",
+]
 
 
 def _same_shape(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -263,3 +290,253 @@ def rate_correlation(spikes_a: ArrayLike, spikes_b: ArrayLike) -> float:
         return float("nan")
     ca, cb = ra - ra.mean(), rb - rb.mean()
     return float(np.clip(ca @ cb / np.sqrt((ca @ ca) * (cb @ cb)), -1.0, 1.0))
+
+
+# -- reservoir property measures (the comparison battery) ------------------------------------------
+
+
+def _state_matrix(states: ArrayLike, name: str) -> np.ndarray:
+    """``(m, N)`` or ``(m, T, N)`` states as an ``(m, T*N)`` float64 matrix, or ValueError naming the shape."""
+    x = np.asarray(states, dtype=np.float64)
+    if x.ndim not in (2, 3) or x.shape[0] == 0 or x.size == 0:
+        raise ValueError(f"{name} expects states of shape (m, N) or (m, T, N) with m, N > 0, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name}: states of shape {x.shape} contain non-finite values")
+    return x.reshape(x.shape[0], -1)
+
+
+def _effective_rank(states: ArrayLike, rtol: float, name: str) -> int:
+    """Number of singular values of the state matrix above ``rtol`` times the largest one."""
+    if not (0.0 < rtol < 1.0):
+        raise ValueError(f"{name}: rtol must lie in (0, 1), got {rtol}")
+    m = _state_matrix(states, name)
+    s = np.linalg.svd(m, compute_uv=False)  # descending
+    if s[0] == 0.0:
+        return 0
+    return int(np.count_nonzero(s > rtol * s[0]))
+
+
+def kernel_quality(states: ArrayLike, *, rtol: float = 0.01) -> int:
+    """Kernel quality: effective rank of the states evoked by ``m`` different input streams.
+
+    After Legenstein & Maass 2007 [LM07]_ and Büsing, Schrauwen & Legenstein 2010 [BSL10]_:
+    drive the reservoir, from the same initial state, with ``m`` *different* input streams
+    ``u_1..u_m`` and stack its state vectors ``x_{u_i}(t0)`` as the rows of ``M`` (``m x N``).
+    The kernel quality is ``rank(M)``: how many of the ``m`` inputs the reservoir maps to
+    linearly independent states, which bounds the VC dimension of a linear readout on it
+    (``r <= VC-dim <= r + 1``, [LM07]_). Higher is better; at most
+    ``min(m, N)``.
+
+    The exact rank is useless on measured or simulated states (any noise makes ``M`` full
+    rank), so this is the *numerical* rank with a relative tolerance [GVL13]_::
+
+        sigma_1 >= sigma_2 >= ... = singular values of M
+        rank_eff(M) = #{ i : sigma_i > rtol * sigma_1 }
+
+    It is invariant to the scale of the states (so a bucket's volts and an ESN's ``tanh``
+    units compare) and ignores every direction whose amplitude is below ``rtol`` of the
+    dominant one. Choose ``rtol`` above the substrate's noise floor: i.i.d. noise of standard
+    deviation ``s`` adds singular values up to about ``s * (sqrt(m) + sqrt(N))``. A
+    cumulative-share criterion (the fewest singular values holding 99 % of their sum, as in
+    Dale et al. 2019 [D19]_) was not chosen because it drops genuinely independent
+    directions: it rates a random full-rank matrix below ``min(m, N)``.
+
+    Parameters
+    ----------
+    states : array_like, shape (m, N) or (m, T, N)
+        Row ``i``: the state vector at ``t0`` for input stream ``i`` (end of stream), or a
+        window of ``T`` states, concatenated into one row of length ``T * N``.
+    rtol : float, default 0.01
+        Relative singular-value threshold, in (0, 1).
+
+    Returns
+    -------
+    int
+        The effective rank, in ``0..min(m, N*T)`` (0 for all-zero states).
+
+    Raises
+    ------
+    ValueError
+        If ``states`` is not 2-D or 3-D, is empty or non-finite (the message names its shape),
+        or ``rtol`` is outside (0, 1).
+    """
+    return _effective_rank(states, rtol, "kernel_quality")
+
+
+def generalisation_rank(states: ArrayLike, *, rtol: float = 0.01) -> int:
+    """Generalisation rank: effective rank of the states evoked by noisy versions of one stream.
+
+    After Legenstein & Maass 2007 [LM07]_ and Büsing et al. 2010 [BSL10]_: the matrix ``M`` is
+    built as for :func:`kernel_quality`, but the ``m`` input streams are noisy variants of
+    *one* stream (or, in [BSL10]_, streams that agree in their recent past and differ only
+    in the remote past). A reservoir that generalises maps them to nearly the same state,
+    so a *lower* rank is better: it estimates the VC dimension over the class of inputs the
+    readout should not tell apart. The rank is the same numerical rank::
+
+        rank_eff(M) = #{ i : sigma_i(M) > rtol * sigma_1(M) }
+
+    Use the same ``rtol`` as for the kernel quality it is compared with.
+
+    Parameters
+    ----------
+    states : array_like, shape (m, N) or (m, T, N)
+        Row ``i``: the state (or window of states) for noisy stream ``i``.
+    rtol : float, default 0.01
+        Relative singular-value threshold, in (0, 1).
+
+    Returns
+    -------
+    int
+        The effective rank (1 when every row is the same non-zero vector).
+
+    Raises
+    ------
+    ValueError
+        As for :func:`kernel_quality`.
+    """
+    return _effective_rank(states, rtol, "generalisation_rank")
+
+
+def computational_capability(kq: float, gr: float) -> float:
+    """Kernel quality minus generalisation rank.
+
+    Legenstein & Maass 2007 [LM07]_ propose the difference of the two ranks as the predictor
+    of a circuit's computational performance (it peaks near the edge of chaos), and Büsing
+    et al. 2010 [BSL10]_ use the same difference as their "computational capability"::
+
+        CC = KQ - GR
+
+    Both ranks must come from the same reservoir, the same ``m`` and the same ``rtol``.
+
+    Parameters
+    ----------
+    kq, gr : float
+        A kernel quality and a generalisation rank (or their means over seeds).
+
+    Returns
+    -------
+    float
+        ``kq - gr``.
+
+    Raises
+    ------
+    ValueError
+        If either value is negative or not finite.
+    """
+    k, g = float(kq), float(gr)
+    if not (np.isfinite(k) and np.isfinite(g)) or k < 0 or g < 0:
+        raise ValueError(f"computational_capability needs finite non-negative ranks, got kq={kq}, gr={gr}")
+    return k - g
+
+
+def fading_memory_distance(
+    states_a: ArrayLike,
+    states_b: ArrayLike,
+    *,
+    reference: Literal["initial", "states"] = "initial",
+) -> np.ndarray:
+    """Normalised distance between two state trajectories under the same input.
+
+    The echo-state / fading-memory check (Jaeger 2001 [J01b]_; Yildiz, Jaeger & Kiebel 2012
+    [YJK12]_): run the same reservoir twice on the same input, started from two different
+    states. With the echo state property the trajectories forget where they started,
+    ``||x_a(t) - x_b(t)|| -> 0``; without it (e.g. a linear reservoir with spectral radius
+    above 1, or a chaotic one) they do not. Per time step::
+
+        d(t) = ||x_a(t) - x_b(t)||_2 / D
+
+        D = ||x_a(0) - x_b(0)||_2                            reference="initial"
+        D = sqrt( mean_{t, a|b} ||x(t)||_2^2 )               reference="states"
+
+    ``"initial"`` (default) gives the contraction relative to the start, ``d(0) = 1``; for a
+    linear reservoir ``x(t+1) = A x(t) + B u(t)`` it is ``||A^t delta|| / ||delta||``, which
+    decays like ``rho(A)^t``. ``"states"`` divides by the RMS state norm of both trajectories
+    (the normaliser of [P18]_), so that a trajectory pair that starts close compares too.
+    Either way ``d`` is dimensionless: multiplying the states by any constant leaves it
+    unchanged, so substrates with different units compare.
+
+    Parameters
+    ----------
+    states_a, states_b : array_like, shape (T, N) or (B, T, N)
+        The two trajectories, time along the second-to-last axis; row 0 is the first
+        recorded step (the two different initial states, or the first states after them).
+        A leading batch axis scores ``B`` pairs at once.
+    reference : {"initial", "states"}, default "initial"
+        The scale ``D`` above, per pair.
+
+    Returns
+    -------
+    ndarray, shape (T,) or (B, T)
+        ``d(t)``; ``nan`` where ``D`` is 0 (identical initial states with ``"initial"``, or
+        all-zero states) and where the states are not finite (a diverged run).
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or are not (T, N) / (B, T, N) with T >= 1 (the message names
+        both), or ``reference`` is unknown.
+    """
+    a = np.asarray(states_a, dtype=np.float64)
+    b = np.asarray(states_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim not in (2, 3) or a.shape[-2] == 0:
+        raise ValueError(
+            f"fading_memory_distance expects two (T, N) or (B, T, N) arrays of one shape with T >= 1, "
+            f"got {a.shape} and {b.shape}"
+        )
+    if reference not in ("initial", "states"):
+        raise ValueError(f"reference must be 'initial' or 'states', got {reference!r}")
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        dist = np.linalg.norm(a - b, axis=-1)  # (..., T)
+        if reference == "initial":
+            scale = dist[..., :1]
+        else:
+            sq = np.einsum("...tn,...tn->...t", a, a) + np.einsum("...tn,...tn->...t", b, b)
+            scale = np.sqrt(sq.mean(axis=-1) / 2.0)[..., None]
+        out = np.where(scale > 0, dist / np.where(scale > 0, scale, 1.0), np.nan)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def fading_time(distance: ArrayLike, fraction: float = 0.01) -> int | None | np.ndarray:
+    """First step from which a normalised distance stays below ``fraction``.
+
+    ``t* = min { t : d(s) < fraction for every recorded s >= t }``, read off the output of
+    :func:`fading_memory_distance` (Jaeger 2001 [J01b]_: the state forgets its initial
+    condition). The record is finite, so "stays" means "until its last sample"; a curve
+    that dips below ``fraction`` and comes back counts from its last crossing. ``nan``
+    (a diverged or undefined step) never counts as below.
+
+    Parameters
+    ----------
+    distance : array_like, shape (T,) or (B, T)
+        Normalised distances over time (one curve, or one per row).
+    fraction : float, default 0.01
+        Threshold, > 0 (0.01: the distance has shrunk a hundred-fold with ``"initial"``).
+
+    Returns
+    -------
+    int or None, or ndarray of shape (B,)
+        For one curve, the step index, or ``None`` when the last sample is not below
+        ``fraction`` (it never fades within the record). For a batch, a float array with
+        ``inf`` for those curves.
+
+    Raises
+    ------
+    ValueError
+        If ``distance`` is not 1-D or 2-D with at least one step (the message names its
+        shape), or ``fraction`` is not positive.
+    """
+    d = np.asarray(distance, dtype=np.float64)
+    if d.ndim not in (1, 2) or d.shape[-1] == 0:
+        raise ValueError(f"fading_time expects a distance of shape (T,) or (B, T) with T >= 1, got shape {d.shape}")
+    if not fraction > 0:
+        raise ValueError(f"fraction must be positive, got {fraction}")
+    below = d < fraction  # nan compares False
+    steps = d.shape[-1]
+    # index after the last sample that is not below (0 when all are); valid only if the last is below
+    not_below = ~below
+    last_above = np.where(not_below.any(axis=-1), steps - 1 - np.argmax(not_below[..., ::-1], axis=-1), -1)
+    t_star = np.where(below[..., -1], last_above + 1, -1)
+    if d.ndim == 1:
+        return int(t_star) if t_star >= 0 else None
+    return np.where(t_star >= 0, t_star, np.inf).astype(np.float64)
