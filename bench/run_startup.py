@@ -42,15 +42,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from cli_run import timed_cli_run  # bench/cli_run.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
        "QT_QPA_PLATFORM": "offscreen"}
 SPLIT = ("ray_startup_s", "device_startup_s", "store_open_s", "startup_s", "stream_s", "drain_s", "trainers_lag_s",
          "evaluation_s", "wall_s")
 
-
-def _load() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 _CHECKOUT: str | None = None     # --checkout: the code of the "fresh" and "shared" ways
@@ -70,17 +69,10 @@ def _env(way: str, baseline: str | None, ray_dir: str) -> dict[str, str]:
 
 def run_once(way: str, protocol: Path, store_root: Path, baseline: str | None, ray_dir: str) -> dict:
     """One ``labbench run`` in a fresh process: outside wall, load before/after, and the run's timings."""
-    load0 = _load()
-    t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "labbench.cli", "run", str(protocol), "--quiet", "--json",
-                           "--store-root", str(store_root)], env=_env(way, baseline, ray_dir), cwd=tempfile.gettempdir(),
-                          capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise RuntimeError(f"{way}: exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}")
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    run = timed_cli_run(protocol, store_root, _env(way, baseline, ray_dir), what=way)
+    out, wall = run.summary, run.wall_s
     t = out["timings"]
-    row = {"way": way, "wall_s": wall, "load_before": load0, "load_after": _load(),
+    row = {"way": way, "wall_s": wall, "load_before": run.load_before, "load_after": run.load_after,
            **{f"run_{k}": t.get(k) for k in SPLIT}, "nrmse": out["metrics"]["ridge"]["nrmse"],
            "warm_actors": t.get("warm_actors", 0)}
     if "wall_s" not in t:    # the baseline has no wall_s: what its parts add up to

@@ -31,19 +31,16 @@ import datetime as dt
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from cli_run import timed_cli_run  # bench/cli_run.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
        "QT_QPA_PLATFORM": "offscreen"}
 
-
-def _load() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def run_once(protocol: Path, work: Path, pythonpath: str | None) -> dict:
@@ -55,22 +52,15 @@ def run_once(protocol: Path, work: Path, pythonpath: str | None) -> dict:
     env["LABBENCH_RAY_DIR"] = str(work / "no-ray")      # never a shared Ray: a fresh one
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    load0 = _load()
-    t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "labbench.cli", "run", str(protocol), "--quiet", "--json",
-                           "--store-root", str(work / "runs")], env=env, cwd=tempfile.gettempdir(),
-                          capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}")
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    run = timed_cli_run(protocol, work / "runs", env)
+    out, wall, load0 = run.summary, run.wall_s, run.load_before
     t = out["timings"]
     root = zarr.open_group(out["store"], mode="r")
     started = dt.datetime.fromisoformat(root.attrs["started"]).timestamp()   # the store's creation began
     stream_end = started + t["store_open_s"] + t["stream_s"]
     drain_end = stream_end + t["drain_s"]
     tr = next(iter(t["trainers"].values()))
-    row = {"wall_s": wall, "load": load0, "load_after": _load(),
+    row = {"wall_s": wall, "load": load0, "load_after": run.load_after,
            **{k: t.get(k) for k in ("ray_startup_s", "device_startup_s", "store_open_s", "startup_s", "stream_s",
                                     "drain_s", "evaluation_s", "wall_s")},
            **{f"trainer_{k}": tr.get(k) for k in ("learn_s", "write_s", "read_s", "wait_s", "setup_s", "finish_s")},
