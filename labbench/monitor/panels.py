@@ -17,7 +17,7 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from ..spec.policy import TIMING_COLUMNS
-from .panel_base import Panel, View
+from .panel_base import Panel, View, metric_label, steady_y, time_label
 from .source import DeviceFollower, Frame, ImageStream, SpikeBuffer
 
 #: reads the image of a stream (``stream/column``) at a time: :meth:`~.source.StoreFollower.frame_at`
@@ -29,30 +29,6 @@ MAX_INPUT_LINES = 4
 RASTER_BINS = 1200
 
 
-def _steady_y(plot: pg.PlotItem, arrays: list[np.ndarray], state: dict) -> None:
-    """Set the y range from the data shown, but only when the data leaves the current range
-    or fills less than half of it. A y range that moves every frame would make pyqtgraph
-    paint twice per frame (its auto-range runs at paint time) and redraw the axis text."""
-    finite = [a[np.isfinite(a)] for a in arrays if a is not None and len(a)]
-    finite = [a for a in finite if a.size]
-    if not finite:
-        return
-    lo = min(float(a.min()) for a in finite)
-    hi = max(float(a.max()) for a in finite)
-    if hi <= lo:
-        hi = lo + 1.0
-    cur = state.get("y")
-    if cur is not None and cur[0] <= lo and hi <= cur[1] and (hi - lo) >= 0.5 * (cur[1] - cur[0]):
-        return
-    pad = 0.08 * (hi - lo)
-    state["y"] = (lo - pad, hi + pad)
-    plot.setYRange(*state["y"], padding=0)
-
-
-def _time_label(dev: DeviceFollower) -> tuple[str, str]:
-    return ("time", "s") if dev.time_unit == "s" else ("time", "step")
-
-
 class SignalsPanel(Panel):
     """Input, target and every readout's prediction, overlaid on the run's time axis."""
 
@@ -61,8 +37,8 @@ class SignalsPanel(Panel):
     def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
         super().__init__(plot)
         plot.setTitle("input, target and predictions")
-        plot.setLabel("bottom", *_time_label(dev))
-        plot.setLabel("left", "value")
+        plot.setLabel("bottom", *time_label(dev))
+        plot.setLabel("left", "value (task units)")
         # the legend goes in one row in the title's band, above the data (PlotItem, not its ViewBox),
         # so it never covers a trace; curves named in plot.plot(name=...) join it
         plot.legend = pg.LegendItem(labelTextSize="8pt", colCount=12)
@@ -105,7 +81,7 @@ class SignalsPanel(Panel):
                 self.predictions[name].setData(x, data[:, 0])
                 shown.append(data[:, 0])
         self.plot.setXRange(lo, hi, padding=0)
-        _steady_y(self.plot, shown, self._y)
+        steady_y(self.plot, shown, self._y)
 
     def has_data(self) -> bool:
         return any(c.xData is not None and len(c.xData) for c in self.inputs)
@@ -121,7 +97,7 @@ class FeaturesPanel(Panel):
         shown = len(dev.units)
         sub = f", every {_ordinal(dev.unit_step)} of {dev.n_features}" if dev.unit_step > 1 else ""
         plot.setTitle(f"features ({shown} {dev.feature_name}s{sub})")
-        plot.setLabel("bottom", *_time_label(dev))
+        plot.setLabel("bottom", *time_label(dev))
         plot.setLabel("left", dev.feature_name)
         self.image = pg.ImageItem(axisOrder="row-major")
         plot.addItem(self.image)
@@ -235,7 +211,7 @@ class RatePanel(Panel):
         super().__init__(plot)
         self.stream = buf.name
         plot.setTitle(f"{buf.name}: population rate")
-        plot.setLabel("bottom", *_time_label(dev))
+        plot.setLabel("bottom", *time_label(dev))
         plot.setLabel("left", "rate", "Hz")
         plot.showGrid(x=False, y=True, alpha=0.15)
         self.curve = plot.plot(pen=pg.mkPen("#0072B2", width=1))
@@ -249,7 +225,7 @@ class RatePanel(Panel):
         x, rate = dev.spikes[self.stream].rate.between(lo, hi)
         self.curve.setData(x, rate)
         self.plot.setXRange(lo, hi, padding=0)
-        _steady_y(self.plot, [np.append(rate, 0.0)], self._y)
+        steady_y(self.plot, [np.append(rate, 0.0)], self._y)
 
     def has_data(self) -> bool:
         return self.curve.xData is not None and len(self.curve.xData) > 0
@@ -273,8 +249,10 @@ class LoopPanel(Panel):
     def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
         super().__init__(plot)
         plot.setTitle("closed loop: the policy's record per block")
-        plot.setLabel("bottom", *_time_label(dev))
-        plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        plot.setLabel("bottom", *time_label(dev))
+        # inside the data's corner: on an opaque background, so no curve shows through it
+        plot.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 230),
+                       pen=pg.mkPen(180, 180, 180))
         plot.showGrid(x=False, y=True, alpha=0.15)
         plot.disableAutoRange()
         self.curves: dict[str, pg.PlotDataItem] = {}
@@ -297,7 +275,7 @@ class LoopPanel(Panel):
             self.curves[col].setData(x[ok], values[ok])
             shown.append(values[ok])
         self.plot.setXRange(lo, hi, padding=0)
-        _steady_y(self.plot, shown, self._y)
+        steady_y(self.plot, shown, self._y)
 
     def has_data(self) -> bool:
         return any(c.xData is not None and len(c.xData) for c in self.curves.values())
@@ -311,7 +289,7 @@ class LatencyPanel(Panel):
     def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
         super().__init__(plot)
         plot.setTitle("closed loop: latency per block")
-        plot.setLabel("bottom", *_time_label(dev))
+        plot.setLabel("bottom", *time_label(dev))
         plot.setLabel("left", "latency", "ms")
         plot.showGrid(x=False, y=True, alpha=0.15)
         plot.disableAutoRange()
@@ -326,7 +304,7 @@ class LatencyPanel(Panel):
         x, ms = x[ok], ms[ok]
         self.points.setData(x, ms)
         self.plot.setXRange(lo, hi, padding=0)
-        _steady_y(self.plot, [np.append(ms, 0.0)], self._y)
+        steady_y(self.plot, [np.append(ms, 0.0)], self._y)
 
     def has_data(self) -> bool:
         return self.points.xData is not None and len(self.points.xData) > 0
@@ -342,7 +320,7 @@ class MotorPanel(Panel):
         super().__init__(plot)
         n = dev.motors.n_motors
         plot.setTitle(f"motor duty ({n} motors)")
-        plot.setLabel("bottom", *_time_label(dev))
+        plot.setLabel("bottom", *time_label(dev))
         plot.setLabel("left", "motor")
         plot.getAxis("left").setTicks([[(i + 0.5, str(i)) for i in range(n)]])
         self.image = pg.ImageItem(axisOrder="row-major")
@@ -438,15 +416,16 @@ class CameraPanel(Panel):
 
 
 class MetricsPanel(Panel):
-    """Each readout's metric history as it is written: prequential and test values
-    against the number of training rows (a learning curve)."""
+    """Each readout's metric history as it is written: prequential (dashed) and test (solid)
+    values against the time of the row each was computed at (``row`` of the history, times
+    the device's step), so the test phase's scores form a curve over the test rows."""
 
     name = "metrics"
 
     def __init__(self, plot: pg.PlotItem, dev: DeviceFollower) -> None:
         super().__init__(plot)
         plot.setTitle("readout metrics as they are written")
-        plot.setLabel("bottom", "training rows")
+        plot.setLabel("bottom", *time_label(dev))
         # the legend sits in the title's band (as the signals panel's), never over the curves
         plot.legend = pg.LegendItem(labelTextSize="8pt", colCount=12)
         plot.legend.setParentItem(plot)
@@ -463,7 +442,7 @@ class MetricsPanel(Panel):
         names = set()
         for i, (name, ro) in enumerate(dev.readouts.items()):
             colour = READOUT_COLOURS[i % len(READOUT_COLOURS)]
-            x = ro.history.get("n_train")
+            x = history_time(ro.history, dev.dt)
             for col, values in ro.history.items():
                 kind = col.split("_", 1)[0]
                 if kind not in ("prequential", "test") or x is None or len(values) == 0:
@@ -475,14 +454,37 @@ class MetricsPanel(Panel):
                     self.curves[key] = self.plot.plot(pen=pg.mkPen(colour, width=1.5, style=style),
                                                       symbol="o", symbolSize=4, symbolBrush=colour,
                                                       symbolPen=None, name=f"{name} {kind}", connect="finite")
-                xs, ys = np.asarray(x, float), np.asarray(values, float)
+                xs, ys = x, np.asarray(values, float)
                 ok = np.isfinite(xs) & np.isfinite(ys)    # no score yet (NaN): no point; pyqtgraph's
                 self.curves[key].setData(xs[ok], ys[ok])   # scatter bounds warn on an all-NaN view
         if names:
-            self.plot.setLabel("left", " / ".join(sorted(names)))
+            self.plot.setLabel("left", metric_label(names))
 
     def has_data(self) -> bool:
         return any(c.xData is not None and len(c.xData) for c in self.curves.values())
+
+
+def history_time(history: dict[str, np.ndarray], dt: float) -> np.ndarray | None:
+    """The time of each evaluation of a readout's metric history: its ``row`` (the device's
+    rows seen when the scores were computed) times ``dt``. Histories written before ``row``
+    was recorded fall back on ``n_train`` (then test scores stack at the last training row).
+
+    Parameters
+    ----------
+    history : dict of str to ndarray
+        The history's columns (``row``, ``n_train``, ``n_test``, ``prequential_<m>``, ``test_<m>``).
+    dt : float
+        The device's time step (1 for software reservoirs: time in steps).
+
+    Returns
+    -------
+    ndarray of float, or None when the history has neither column.
+    """
+    if "row" in history:
+        return np.asarray(history["row"], dtype=np.float64) * dt
+    if "n_train" in history:
+        return np.asarray(history["n_train"], dtype=np.float64) * dt
+    return None
 
 
 def build_panels(layout: pg.GraphicsLayout, dev: DeviceFollower, *, readouts: bool = True,

@@ -1,4 +1,5 @@
-"""The monitor window: a header, controls, and one stack of panels per device.
+"""The monitor window: a header, controls, and one stack of panels per device; a run with
+several devices also gets the comparison panels (:mod:`.compare_panels`) above the stack.
 
 A QTimer polls the :class:`~.source.StoreFollower` (``interval_ms``, 50 ms by default)
 and, when new rows arrived, hands the shown device's buffers to its panels. Painting is
@@ -17,6 +18,7 @@ from typing import Any
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
+from .compare_panels import ComparisonView
 from .display import check_window
 from .panel_base import Panel, View
 from .panels import build_panels
@@ -81,7 +83,8 @@ class DeviceView(QtWidgets.QWidget):
 
 class MonitorWindow(QtWidgets.QMainWindow):
     """Follow a run store: header (status, provenance, progress), controls (device,
-    time window, pause) and the device's panels.
+    time window, pause), the comparison panels of a run with several devices, and the
+    device's panels.
 
     Parameters
     ----------
@@ -146,7 +149,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
         outer.addLayout(controls)
 
         self.stack = QtWidgets.QStackedWidget()
-        outer.addWidget(self.stack, 1)
+        #: the comparison panels (every device at once), above the shown device's panels; made
+        #: when the run has a second device (None until then)
+        self.compare: ComparisonView | None = None
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.stack)
+        outer.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
 
         for name in follower.devices:
@@ -172,6 +180,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.views[name] = view
         self.stack.addWidget(view)
         self.device_box.addItem(name)
+        if len(self.views) > 1 and self.compare is None:
+            self.compare = ComparisonView(self.follower)
+            self.splitter.insertWidget(0, self.compare)
+            self.splitter.setStretchFactor(0, 2)
+            self.splitter.setStretchFactor(1, 3)
 
     def _show_device(self, name: str) -> None:
         if name in self.views:
@@ -185,6 +198,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
     def _fill_windows(self, window: float | None | str) -> None:
         dev = self.follower.devices.get(self.device or "")
         dt = dev.dt if dev else 1.0
+        self._window_dt = dt   # the windows are in this device's unit (the comparison converts them)
         unit = dev.time_unit if dev else "step"
         for rows in WINDOW_ROWS:
             self.window_box.addItem(f"last {_fmt_time(rows * dt)} {unit}", rows * dt)
@@ -258,6 +272,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         name = self.device
         if name in self.views:
             self.views[name].update_panels(self.follower, self.view)
+        if self.compare is not None:
+            self.compare.update_panels(self.follower, self.view, self._window_dt)
         self._update_header()
         self.frames += 1
 
@@ -315,6 +331,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         return image
 
     _last_status: str = ""
+    _window_dt: float = 1.0
     _last_redraw: float = 0.0
     _stale: bool = False
     #: at most one frame per this many seconds (the window still polls every interval)
