@@ -129,7 +129,8 @@ class ComparePredictionsPanel:
             source = next((d for d in order if devices[d].targets is not None and len(devices[d].targets)), None)
             if source is not None:
                 self.target_device = source
-                self.target = self._curve(pg.mkPen((40, 40, 40), width=2), "target")
+                self.target = self._curve(pg.mkPen((0, 0, 0), width=1), "target")
+                self.target.setZValue(10)   # over the predictions: where one strays, its colour shows
         self.plot.setLabel("bottom", "time", unit)
         curves: list[tuple[pg.PlotDataItem, DeviceFollower, Any]] = []
         for d in order:
