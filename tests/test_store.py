@@ -296,3 +296,32 @@ def test_coalescing_writer_raises_a_failed_write_and_writes_nothing_after_it(tmp
         w.flush()
     w.close()
     assert RunReader(tmp_path / "r.zarr").committed("esn") in (0, 4)   # alone, or merged with the bad one
+
+
+def test_a_commit_is_one_write_of_the_device_attributes_so_a_kill_cannot_split_it(tmp_path, monkeypatch):
+    """``committed`` and ``blocks`` land in one ``zarr.json`` write. zarr 3's ``attrs.update`` is
+    ``MutableMapping.update``: one write per key, so a writer killed between the two left
+    ``committed`` advanced and ``blocks`` one short, and a resume cut the last committed block's
+    raw rows (seen as a Loihi run resumed one block of spikes short)."""
+    from zarr.storage import LocalStore
+
+    path = tmp_path / "r.zarr"
+    store = make_store(path)
+    spikes = {"spikes": {"time": np.array([0.1, 0.2]), "channel": np.array([1, 2])}}
+    store.append("esn", **block(0, 4), raw=spikes)
+    written: list[dict] = []
+    real_set = LocalStore.set
+
+    async def spy(self, key, value):
+        if key == "esn/zarr.json":
+            written.append(json.loads(value.to_bytes())["attributes"])
+        return await real_set(self, key, value)
+
+    monkeypatch.setattr(LocalStore, "set", spy)
+    store.append("esn", **block(4, 4), raw=spikes)
+    assert [(a["committed"], a["blocks"]) for a in written] == [(8, 2)]
+    # and what a resume sees matches: the raw rows of every committed block are kept
+    monkeypatch.undo()
+    reopened = RunStore.reopen(path)
+    assert reopened.committed("esn") == 8
+    np.testing.assert_array_equal(RunReader(path).raw("esn", "spikes")["channel"], [1, 2, 1, 2])

@@ -783,7 +783,7 @@ class _Execution:
                                    compressors=None)
                 group.create_array("free_run_starts", data=ev.free_run_starts, dimension_names=("start",),
                                    compressors=None)
-                group.attrs.update(jsonable({"metrics": ev.metrics}))
+                group.update_attributes(jsonable({"metrics": ev.metrics}))
             store.set_summary_metrics(s.group, res.name, ev.metrics)
             metrics[res.name] = ev.metrics
         self.timings["evaluation_s"] = self.timings.get("evaluation_s", 0.0) + time.perf_counter() - t0

@@ -76,7 +76,7 @@ class SweepStore:
         readout, metric, maximise = ranking
         self.ranking = {"readout": readout, "metric": metric, "maximise": maximise}
         self._rows: list[dict[str, Any]] = []
-        self._root.attrs.update(jsonable({
+        self._root.update_attributes(jsonable({
             "labbench_version": __version__, "kind": "labbench.sweep", "protocol_name": proto.protocol.name,
             "protocol_text": proto.text, "protocol_source": proto.source, "overrides": proto.overrides,
             "sweep": proto.sweep.model_dump(mode="json"), "ranking": self.ranking, "n_trials": n_trials,
@@ -104,13 +104,13 @@ class SweepStore:
         summary = self.summary
         metric = self.ranking["metric"]
         ok = [r for r in summary if r["status"] == "complete" and r[metric] is not None and r[metric] == r[metric]]
-        self._root.attrs.update(jsonable({"summary": summary, "best": ok[0] if ok else None}))
+        self._root.update_attributes(jsonable({"summary": summary, "best": ok[0] if ok else None}))
 
     def set_attrs(self, **attrs: Any) -> None:
-        self._root.attrs.update(jsonable(attrs))
+        self._root.update_attributes(jsonable(attrs))
 
     def finish(self, status: str, error: str | None = None) -> None:
-        self._root.attrs.update(jsonable({"status": status, "error": error, "ended": now_iso()}))
+        self._root.update_attributes(jsonable({"status": status, "error": error, "ended": now_iso()}))
 
     @property
     def summary(self) -> list[dict[str, Any]]:

@@ -66,7 +66,7 @@ class RunStore:
         readouts are trained again from the first row)."""
         resumed = list(self._root.attrs.get("resumed") or [])
         resumed.append({"at": now_iso(), "from_rows": {name: d.committed for name, d in self._devices.items()}})
-        self._root.attrs.update(jsonable({"status": "running", "error": None, "ended": None, "resumed": resumed,
+        self._root.update_attributes(jsonable({"status": "running", "error": None, "ended": None, "resumed": resumed,
                                            "metrics": {}}))
         for dev in self._devices.values():
             if "readouts" in dev.group:
@@ -87,7 +87,7 @@ class RunStore:
         if self._root.attrs.get("kind") != "labbench.run":
             raise StoreError(f"{self.path}: not a labbench run store")
         self._devices = {name: _DeviceWriter.reopen(g) for name, g in self._root.groups()}
-        self._root.attrs.update(jsonable({"writer_pid": os.getpid(), "host": platform.node()}))
+        self._root.update_attributes(jsonable({"writer_pid": os.getpid(), "host": platform.node()}))
         return self
 
     # -- devices --------------------------------------------------------------------------
@@ -156,19 +156,19 @@ class RunStore:
 
     def end_stream(self, device: str) -> None:
         """Tell trainers that no more rows will come for ``device``."""
-        self._devices[device].group.attrs.update({"stream_done": True})
+        self._devices[device].group.update_attributes({"stream_done": True})
 
     def set_summary_metrics(self, device: str, readout: str, metrics: dict[str, Any]) -> None:
         """Record a readout's final metrics in the root summary (``labbench show``)."""
         summary = dict(self._root.attrs.get("metrics") or {})
         summary.setdefault(device, {})[readout] = metrics
-        self._root.attrs.update(jsonable({"metrics": summary}))
+        self._root.update_attributes(jsonable({"metrics": summary}))
 
     def set_attrs(self, **attrs: Any) -> None:
-        self._root.attrs.update(jsonable(attrs))
+        self._root.update_attributes(jsonable(attrs))
 
     def set_device_attrs(self, device: str, **attrs: Any) -> None:
-        self._devices[device].group.attrs.update(jsonable(attrs))
+        self._devices[device].group.update_attributes(jsonable(attrs))
 
     # -- end of a run -------------------------------------------------------------------------
     def finish(self, status: str, error: str | None = None) -> None:
@@ -180,7 +180,7 @@ class RunStore:
                 dev.trim()
             except Exception:  # keep the committed rows whatever went wrong
                 pass
-        self._root.attrs.update(jsonable({"status": status, "error": error, "ended": now_iso()}))
+        self._root.update_attributes(jsonable({"status": status, "error": error, "ended": now_iso()}))
 
 
 async def _create_all(group: zarr.Group, arrays: dict[str, dict[str, Any]],
@@ -255,7 +255,7 @@ class _DeviceWriter:
                 raw = _RawStream(cols, offsets, keep, keep_blocks)
                 raw.trim()   # rows written past the last committed block are cut off
                 self._raw[stream] = raw
-        group.attrs.update({"stream_done": False})
+        group.update_attributes({"stream_done": False})
         return self
 
     def _ensure_rows(self, arr: zarr.Array, rows: int) -> None:
@@ -286,7 +286,7 @@ class _DeviceWriter:
             stream.blocks = self.n_blocks + 1
         self.committed = b
         self.n_blocks += 1
-        self.group.attrs.update({"committed": b, "blocks": self.n_blocks})
+        self.group.update_attributes({"committed": b, "blocks": self.n_blocks})
         return b
 
     def _raw_writes(self, raw: dict[str, dict[str, np.ndarray]]) -> list[tuple[zarr.Array, Any, np.ndarray]]:
@@ -488,10 +488,10 @@ class ReadoutWriter:
             attrs["metrics"] = metrics
         self.consumed = int(consumed)
         self.evaluations = n + len(rows)
-        self.group.attrs.update(jsonable(attrs))
+        self.group.update_attributes(jsonable(attrs))
 
     def set_attrs(self, **attrs: Any) -> None:
-        self.group.attrs.update(jsonable(attrs))
+        self.group.update_attributes(jsonable(attrs))
 
     def finish(self, status: str, error: str | None = None) -> None:
         """Trim predictions to ``consumed`` and mark the readout ``complete``/``aborted``/``failed``."""
@@ -501,7 +501,7 @@ class ReadoutWriter:
             if self.predictions.shape[0] != self.consumed:
                 self.predictions.resize((self.consumed, self.predictions.shape[1]))
         finally:
-            self.group.attrs.update(jsonable({"status": status, "error": error, "ended": now_iso()}))
+            self.group.update_attributes(jsonable({"status": status, "error": error, "ended": now_iso()}))
 
     @classmethod
     def reopen(cls, path: str | os.PathLike[str], device: str, name: str) -> zarr.Group:
