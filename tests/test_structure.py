@@ -18,8 +18,10 @@ ROOT = Path(__file__).resolve().parents[1] / "labbench"
 LAYERS = {
     "base": ["labbench.version", "labbench.reservoir", "labbench.metrics"],
     "store": ["labbench.store"],
-    "spec": ["labbench.spec", "labbench.tasks"],
-    "engine": ["labbench.engine"],
+    # the battery and the families are descriptions (names, metrics, papers): a suite file is
+    # checked against them; running a cell (labbench.compare.cells) is the engine's
+    "spec": ["labbench.spec", "labbench.tasks", "labbench.compare.battery", "labbench.compare.families"],
+    "engine": ["labbench.engine", "labbench.compare"],
     "faces": ["labbench.monitor", "labbench.cli", "labbench"],   # the CLI, the monitor and the API facade
 }
 ORDER = list(LAYERS)
