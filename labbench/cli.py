@@ -282,6 +282,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .monitor.render import report
     from .monitor.source import StoreFollower
 
+    if _store_kind(args.store) == COMPARISON_KIND:   # the substrate x task comparison of `labbench compare`
+        return _write_comparison_report(args.store, _console(), args.out)
     StoreFollower(args.store)
     md = report(args.store, args.out, size=tuple(args.size))
     print(md)
@@ -437,6 +439,116 @@ def _print_best(out, best: dict[str, Any] | None, source: str) -> None:
     out.print(f"  run it alone: labbench run {source} --no-sweep {sets}")
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``labbench compare SUITE.toml``: every device of a suite through the battery, ranked per entry."""
+    from .engine.comparer import run_compare
+    from .spec.suite import load_suite
+
+    # SuiteError (a ProtocolError) -> exit 2 before anything starts
+    suite = load_suite(args.suite, mock=args.mock, devices=args.devices, entries=args.tasks)
+    out = _console()
+    result = run_compare(suite, address=args.address, store_root=args.store_root, progress=not args.quiet,
+                         console=_console(stderr=True))
+    if args.json:
+        print(json.dumps({"store": str(result.store), "status": result.status, "ranking": result.ranking,
+                          "failed": result.failed, "not_applicable": result.not_applicable,
+                          "timings": result.timings}, default=str))
+    else:
+        out.print(_ranking_tables(result.ranking, suite.entry_info(), suite.device_info(), result.not_applicable,
+                                  result.failed))
+        _print_failed_cells(out, result.failed)
+        t = result.timings
+        out.print(f"{len(suite.devices)} devices, {len(suite.entries)} entries, {result.cells} cells "
+                  f"({len(result.failed)} failed) in {t.get('compare_s', 0):.1f} s (cells' own time "
+                  f"{t.get('cells_s', 0):.1f} s); store: {result.store}")
+    if not args.no_report:
+        try:
+            _write_comparison_report(result.store, out if not args.json else _console(stderr=True))
+        except Exception as exc:   # the comparison is stored whole: say so, and how to redo the report
+            if args.verbose:
+                raise
+            print(f"warning: the report failed ({type(exc).__name__}: {exc}); the store is complete, "
+                  f"`labbench report {result.store}` writes it again", file=sys.stderr)
+    return EXIT_FAILED if result.cells and len(result.failed) == result.cells else 0
+
+
+def _ranking_tables(ranking: dict[str, list[dict[str, Any]]], entries: list[dict[str, Any]],
+                    devices: list[dict[str, Any]], not_applicable: list[dict[str, Any]],
+                    failed: list[dict[str, Any]] = ()):
+    """One table per battery entry: rank, device, substrate, mean ± std over the seeds, n.
+    A device without a value is unranked, as ``failed`` (its cells failed) or ``none`` (they
+    ran, but gave no finite value, e.g. a fading time never reached); devices whose family
+    cannot measure the entry close the table as n/a."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+
+    substrate = {d["name"]: escape(str(d.get("substrate", ""))) for d in devices}
+    broken = {(f["device"], f["entry"]) for f in failed}
+    tables = []
+    for entry in entries:
+        name = entry["name"]
+        unit = f" [{entry['unit']}]" if entry.get("unit") else ""
+        better = "higher" if entry.get("maximise") else "lower"
+        table = Table(title=escape(f"{name}: {entry.get('metric')}{unit}, {better} is better"), title_justify="left")
+        for col, justify in (("rank", "right"), ("device", "left"), ("substrate", "left"),
+                             ("mean ± std", "right"), ("n", "right")):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        rank = 0
+        for row in ranking.get(name, []):
+            if row.get("mean") is None:
+                what = "failed" if (row["device"], name) in broken else "none"
+                table.add_row("–", row["device"], substrate.get(row["device"], ""), what, str(row.get("n", 0)))
+                continue
+            rank += 1
+            spread = f" ± {_fmt(row['std'])}" if row.get("n", 0) > 1 else ""
+            table.add_row(str(rank), row["device"], substrate.get(row["device"], ""), f"{_fmt(row['mean'])}{spread}",
+                          str(row["n"]))
+        for na in not_applicable:
+            if na["entry"] == name:
+                table.add_row("", na["device"], substrate.get(na["device"], ""), "n/a", "")
+        if not table.row_count:
+            continue
+        whys = sorted({f"{na['device']}: {na['why']}" for na in not_applicable if na["entry"] == name})
+        if whys:
+            table.caption = escape("n/a: " + "; ".join(whys))
+            table.caption_justify = "left"
+        tables.append(table)
+    return Group(*tables)
+
+
+def _print_failed_cells(out, failed: list[dict[str, Any]], limit: int = 10) -> None:
+    from rich.markup import escape
+
+    for f in failed[:limit]:
+        error = str(f.get("error") or "").strip().splitlines()
+        out.print(f"[yellow]failed[/yellow] {f['device']} / {f['entry']} / seed {f['seed']}: "
+                  f"{escape(error[-1]) if error else 'no error recorded'}", highlight=False)
+    if len(failed) > limit:
+        out.print(f"… {len(failed) - limit} more failed cells (labbench show STORE --json)")
+
+
+def _write_comparison_report(store: Path, out, dest: Path | None = None) -> int:
+    """The comparison's report (``labbench.compare.report.write_report``); a note when that
+    module is not installed yet."""
+    try:
+        from .compare.report import write_report
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("labbench.compare", "labbench.compare.report"):
+            raise
+        out.print(f"note: no report written (labbench.compare.report is not available); the store is complete: "
+                  f"labbench show {store}", markup=False)
+        return 0
+    written = write_report(store) if dest is None else write_report(store, dest)
+    for kind, path in written.items():
+        if isinstance(path, (list, tuple)):
+            out.print(f"report {kind}: {len(path)} files" + (f" in {Path(path[0]).parent}" if path else ""),
+                      markup=False)
+        else:
+            out.print(f"report {kind}: {path}", markup=False)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine.live import TrainerError, load_model, readout_specs, save_model, train_store
     from .spec.protocol import parse_override
@@ -524,6 +636,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     sweep = read_sweep(args.store)
     if sweep is not None:
         return _show_sweep(args, sweep)
+    if _store_kind(args.store) == COMPARISON_KIND:
+        return _show_comparison(args)
     reader = RunReader(args.store)
     attrs = reader.attrs
     if args.json:
@@ -605,14 +719,14 @@ def _sparkline(values) -> str:
     return "".join(bars[int(round((x - lo) / (hi - lo) * 7))] for x in v)
 
 
-def _writer_gone_note(attrs: dict[str, Any]) -> str:
+def _writer_gone_note(attrs: dict[str, Any],
+                      then: str = "the run was killed; `labbench resume` continues it") -> str:
     """For a 'running' store written on this host, say so if its writer process is gone."""
     from .store import writer_is_dead
 
     if attrs.get("status") != "running" or not writer_is_dead(attrs):
         return ""
-    return (f" (but its writer, process {attrs.get('writer_pid')}, is gone: the run was killed; "
-            f"`labbench resume` continues it)")
+    return f" (but its writer, process {attrs.get('writer_pid')}, is gone: {then})"
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -658,6 +772,49 @@ def _show_sweep(args: argparse.Namespace, attrs: dict[str, Any]) -> int:
     return 0
 
 
+def _store_kind(path: Path) -> str | None:
+    """The ``kind`` root attribute of a Zarr store (``labbench.comparison``, ``labbench.sweep``,
+    ...), or None when ``path`` is not a readable Zarr group."""
+    import zarr
+
+    try:
+        return zarr.open_group(str(path), mode="r").attrs.get("kind")
+    except Exception:
+        return None
+
+
+#: the root ``kind`` of a comparison store (labbench.store.comparison.KIND)
+COMPARISON_KIND = "labbench.comparison"
+
+
+def _show_comparison(args: argparse.Namespace) -> int:
+    from .store.comparison import ComparisonReader
+
+    reader = ComparisonReader(args.store)
+    attrs = reader.attrs
+    if args.json:
+        print(json.dumps({k: v for k, v in attrs.items() if k != "suite_text"}, default=str, indent=2))
+        return 0
+    out = _console()
+    cells = list(reader.cells())
+    failed = [c for c in cells if c.get("status") != "complete"]
+    out.print(f"[bold]{args.store}[/bold]  (comparison)")
+    out.print(f"  suite     {attrs.get('suite_name')}  ({attrs.get('suite_source')}, scale {attrs.get('scale')})")
+    if attrs.get("narrowed"):
+        out.print(f"  narrowed  {attrs['narrowed']}")
+    out.print(f"  status    {attrs.get('status')}" + (f": {attrs['error']}" if attrs.get("error") else "")
+              + _writer_gone_note(attrs, "the comparison was killed; its finished cells are kept"))
+    out.print(f"  cells     {len(cells)}/{attrs.get('n_cells', '?')} finished, {len(failed)} failed; seeds "
+              f"{attrs.get('seeds')}")
+    out.print(f"  started   {attrs.get('started')}   ended {attrs.get('ended')}")
+    failed_cells = [{"device": c.get("device"), "entry": c.get("entry"), "seed": c.get("seed"),
+                     "error": c.get("error")} for c in failed]
+    out.print(_ranking_tables(attrs.get("ranking") or {}, attrs.get("entries") or [], attrs.get("devices") or [],
+                              attrs.get("not_applicable") or [], failed_cells))
+    _print_failed_cells(out, failed_cells)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labbench",
@@ -666,6 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  labbench run protocols/narma10.toml --set device.params.units=1000\n"
                "  labbench run protocols/narma10_sweep.toml        # a parameter sweep\n"
                "  labbench run protocols/mea_closed_loop.toml      # a closed loop on the in-silico culture\n"
+               "  labbench compare protocols/suite_quick.toml --mock   # every device family, ranked per task\n"
                "  labbench show runs/<run>.zarr\n  labbench resume runs/<aborted run>.zarr\n"
                "  labbench train runs/<run>.zarr --readout rls --name rls\n"
                "  labbench validate protocols/lorenz.toml",
@@ -712,6 +870,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "a protocol cannot; recorded in the store (docs/mea.md)")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("compare", help="run a suite: a battery of reservoir measures on every device family",
+                       description="Run a comparison suite: every (device, battery entry, seed) cell as a Ray task "
+                                   "into one comparison store, print a ranked table per entry and write the "
+                                   "report.",
+                       epilog="Examples:\n  labbench compare protocols/suite_quick.toml --mock\n"
+                              "  labbench compare protocols/suite_quick.toml --devices esn,lsm --tasks narma10\n"
+                              "  labbench show runs/<comparison>.zarr",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("suite", type=Path, help="suite TOML file")
+    p.add_argument("--mock", action="store_true", help="run every device on its mock")
+    p.add_argument("--devices", default=None, metavar="A,B", help="only these devices of the suite")
+    p.add_argument("--tasks", default=None, metavar="X,Y", help="only these battery entries of the suite")
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS or a local Ray)")
+    p.add_argument("--store-root", default=None, type=Path, help="directory for the comparison store (default: runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument("--verbose", action="store_true",
+                   help="on failure, show the whole traceback instead of one line")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("resume", help="continue an aborted run of deterministic devices to its end",
                        description="Resume an aborted (or failed) run: each device is opened afresh, fed the stored "
                                    "inputs up to its committed row to rebuild its state, and the run goes on "
@@ -733,8 +912,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_driver_path(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("show", help="print provenance, status and metrics of a run store",
-                       description="Show any run, finished or still being written.")
+    p = sub.add_parser("show", help="print provenance, status and metrics of a run, sweep or comparison store",
+                       description="Show any run, sweep or comparison, finished or still being written.")
     p.add_argument("store", type=Path)
     p.add_argument("--json", action="store_true", help="print the root attributes as JSON")
     p.add_argument("--history", type=int, default=5, metavar="N",
@@ -794,10 +973,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write frame and poll statistics to this file when the window closes")
     p.set_defaults(func=cmd_monitor)
 
-    p = sub.add_parser("report", help="write a PNG per device and a markdown summary of a run store",
+    p = sub.add_parser("report", help="write a PNG per device and a markdown summary of a run store (or a "
+                                      "comparison's report)",
                        description="Render every device's monitor panels off-screen to <out>/<device>.png and "
-                                   "write <out>/report.md (status, provenance, metrics, timings).")
-    p.add_argument("store", type=Path, help="run store (.zarr)")
+                                   "write <out>/report.md (status, provenance, metrics, timings). For a "
+                                   "comparison store (labbench compare), the comparison's report.")
+    p.add_argument("store", type=Path, help="run or comparison store (.zarr)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: <store>-report next to it)")
     p.add_argument("--size", type=int, nargs=2, default=(1400, 1000), metavar=("W", "H"),
                    help="image size in pixels (default 1400 1000)")
@@ -874,7 +1055,7 @@ def main(argv: list[str] | None = None) -> int:
     (:func:`labbench.engine.ray_runtime.exit_now`)."""
     args = build_parser().parse_args(argv)
     code = _main(args)
-    if argv is None and args.command in ("run", "resume"):
+    if argv is None and args.command in ("run", "resume", "compare"):
         from .engine.ray_runtime import exit_now
 
         exit_now(code)

@@ -82,7 +82,7 @@ def test_normal_protocols_fit_and_the_estimate_counts_rows_and_widths():
     assert sizes["store"] == rows * (1 + 50 + 1) * 4 + rows + rows * 1 * 8
     assert sizes["device:esn"] > 50 * 50 * 0.1 * 8               # the ESN's sparse weights
     assert check_machine(proto) == []
-    for path in sorted(PROTOCOLS.glob("*.toml")):
+    for path in sorted(p for p in PROTOCOLS.glob("*.toml") if not p.name.startswith("suite_")):   # suites: test_compare_suite
         assert check_machine(load(path)) == [], path
 
 
