@@ -27,6 +27,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _mean_std(mean: float, std: float) -> str:
+    """``mean ± std`` with the std to two significant digits and the mean to the same decimal."""
+    import math
+
+    if not std or not math.isfinite(std):
+        return f"{mean:.4g} ± 0"
+    decimals = max(0, 1 - math.floor(math.log10(abs(std))))
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
 def _metrics_table(metrics: dict[str, dict[str, Any]], title: str):
     from rich.table import Table
 
@@ -501,9 +511,8 @@ def _ranking_tables(ranking: dict[str, list[dict[str, Any]]], entries: list[dict
                 table.add_row("–", row["device"], substrate.get(row["device"], ""), what, str(row.get("n", 0)))
                 continue
             rank += 1
-            spread = f" ± {_fmt(row['std'])}" if row.get("n", 0) > 1 else ""
-            table.add_row(str(rank), row["device"], substrate.get(row["device"], ""), f"{_fmt(row['mean'])}{spread}",
-                          str(row["n"]))
+            value = _mean_std(row["mean"], row["std"]) if row.get("n", 0) > 1 else _fmt(row["mean"])
+            table.add_row(str(rank), row["device"], substrate.get(row["device"], ""), value, str(row["n"]))
         for na in not_applicable:
             if na["entry"] == name:
                 table.add_row("", na["device"], substrate.get(na["device"], ""), "n/a", "")

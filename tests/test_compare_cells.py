@@ -109,7 +109,8 @@ def test_a_kernel_cell_on_a_small_esn_gives_ranks_within_bounds():
     m = result["metrics"]
     assert 1 <= m["kernel_quality"] <= 20 and m["kernel_quality"] <= m["streams"]
     assert 1 <= m["generalisation_rank"] <= m["kernel_quality"]
-    assert result["primary"]["value"] == m["computational_capability"] == m["kernel_quality"] - m["generalisation_rank"]
+    assert m["computational_capability"] == m["kernel_quality"] - m["generalisation_rank"]
+    assert result["primary"]["value"] == m["computational_capability"] / m["streams"]
     spectrum = curves["kernel_spectrum"]["kernel"]
     assert spectrum[0] == 1.0 and np.all(np.diff(spectrum[np.isfinite(spectrum)]) <= 0)
 

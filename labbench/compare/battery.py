@@ -72,7 +72,7 @@ class Entry:
 
 
 ENTRIES: dict[str, Entry] = {e.name: e for e in (
-    Entry("memory_capacity", "memory_capacity", True, "(sum r²)",
+    Entry("memory_capacity", "memory_capacity", True, "Σ_k r²",
           "H. Jaeger, Short term memory in echo state networks, GMD Report 152, 2001",
           "memory_capacity", "protocol",
           "sum over delays k of the squared correlation between u(t-k) and its linear readout"),
@@ -92,11 +92,12 @@ ENTRIES: dict[str, Entry] = {e.name: e for e in (
           "using saccades, Front. Neurosci. 9:437, 2015",
           None, "protocol",
           "spoken 'zero'/'one' (speaker-independent) or, on event-driven devices, saccade digits"),
-    Entry("kernel", "computational_capability", True, "rank",
+    Entry("kernel", "capability_per_stream", True, "(KQ − GR) / m",
           "R. Legenstein and W. Maass, Edge of chaos and prediction of computational performance for "
           "neural circuit models, Neural Networks 20:323-334, 2007",
           None, "probe",
-          "kernel quality minus generalisation rank of the end states of streams of the family's task inputs"),
+          "kernel quality minus generalisation rank of the end states of m streams of the family's task "
+          "inputs, divided by m (both ranks are at most m)"),
     Entry("fading_memory", f"distance_at_{FADING_HORIZON}", False, f"d({FADING_HORIZON}) / d(0)",
           "H. Jaeger, The 'echo state' approach to analysing and training recurrent neural networks, "
           "GMD Report 148, 2001",

@@ -254,9 +254,10 @@ def _kernel(chain: _Chain, proto: Protocol, probe: Probe, seed: int, out: _Outco
     gr = generalisation_rank(ends_g, rtol=probe.rtol)
     cc = computational_capability(kq, gr)
     out.metrics.update({"kernel_quality": float(kq), "generalisation_rank": float(gr),
-                        "computational_capability": float(cc), "streams": float(m),
-                        "n_features": float(ends_k.shape[1])})
-    out.primary = float(cc)
+                        "computational_capability": float(cc), "capability_per_stream": float(cc) / m,
+                        "streams": float(m), "n_features": float(ends_k.shape[1])})
+    # per stream: both ranks are at most m, and the families' probes use different m
+    out.primary = float(cc) / m
     spectra = {}
     for name, states in (("kernel", ends_k), ("generalisation", ends_g)):
         s = np.linalg.svd(states, compute_uv=False)

@@ -5,7 +5,7 @@ One function per figure, each returning a :class:`matplotlib.figure.Figure`:
 - :func:`task_bars`: one bar chart per battery entry, side by side, every device at the same
   place in each, with the spread of its seeds (±1 std and a dot per seed);
 - :func:`memory_capacity`: capacity against delay of every device, in one plot;
-- :func:`fading`: the distance of a perturbed run from the unperturbed one against time, every
+- :func:`fading`: the distance between two runs from different initial states under the same input, every
   device in one plot, log y.
 
 Every device keeps its colour in every figure (:func:`device_colours`); legends sit outside the
@@ -199,7 +199,8 @@ def memory_capacity(curves: Mapping[str, Sequence[Curve]], colours: Mapping[str,
 
 
 def fading(curves: Mapping[str, Sequence[Curve]], colours: Mapping[str, str]) -> Figure:
-    """Distance of the perturbed from the unperturbed run against time, every device, log y.
+    """Distance between two runs from different initial states under the same input, against time,
+    every device, log y (relative to the initial distance: ``d(0) = 1``).
 
     Parameters
     ----------
@@ -213,8 +214,23 @@ def fading(curves: Mapping[str, Sequence[Curve]], colours: Mapping[str, str]) ->
     matplotlib.figure.Figure
     """
     fig, ax = _curves_axes(curves, colours, log_y=True, total_label=None)
-    ax.set_xlabel("time since the perturbation (rows, i.e. input steps)")
-    ax.set_ylabel("state distance ‖x − x′‖ (feature units, log)")
-    ax.set_title("Fading memory: perturbed against unperturbed run", fontsize=11)
+    ax.set_xlabel("time since the shared input began (rows, i.e. input steps)")
+    ax.set_ylabel("relative distance d(t) = ‖x_a − x_b‖ / d(0) (unitless, log)")
+    ax.set_title("Fading memory: two runs from different states, same input", fontsize=11)
+    _clip_long_curve(ax, curves)
     _legend_right(fig, ax, "min-max over seeds")
     return fig
+
+
+def _clip_long_curve(ax: Any, curves: Mapping[str, Sequence[Curve]]) -> None:
+    """When one device's curve runs more than twice as long as every other's, cut the x axis
+    at the others' length (so theirs are not squeezed into a corner) and say where it goes on."""
+    ends = sorted(((max(float(np.max(x)) for x, _ in seeds if len(x)), device)
+                   for device, seeds in curves.items() if any(len(x) for x, _ in seeds)), reverse=True)
+    if len(ends) < 2 or ends[0][0] <= 2 * ends[1][0]:
+        return
+    cut = ends[1][0] * 1.05
+    ax.set_xlim(0, cut)
+    clipped = [d for end, d in ends if end > cut]
+    ax.annotate(f"{', '.join(clipped)}: continues to {ends[0][0]:.0f} rows →", xy=(1, 0), xycoords="axes fraction",
+                xytext=(-4, 4), textcoords="offset points", ha="right", va="bottom", fontsize=8, color="#444444")

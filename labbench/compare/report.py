@@ -282,8 +282,9 @@ def _figures(suite: _Suite) -> list[_Figure]:
                            figures.png_bytes(fig)))
     if suite.curves["fading"]:
         fig = figures.fading(suite.curves["fading"], suite.colours)
-        out.append(_Figure("fading", "Fading memory", "Distance between a perturbed and an unperturbed run "
-                           "(log scale); a fading memory decays towards zero.", figures.png_bytes(fig)))
+        out.append(_Figure("fading", "Fading memory", "Distance between two runs of the device started from different "
+                           "states and then given the same input, relative to where they started (log scale); a "
+                           "fading memory (the echo-state property) decays towards zero, down to the device's noise.", figures.png_bytes(fig)))
     return out
 
 
