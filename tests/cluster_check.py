@@ -66,6 +66,20 @@ def sweep_protocol(name: str, values: list[float], resources: dict | None = None
             "sweep": {"metric": "ridge.nrmse", "device.params.spectral_radius": values}}
 
 
+PINNED_SUITE = f"""
+[suite]
+name = "pinned"
+seeds = [0, 1]
+entries = ["kernel", "fading_memory"]
+scale = "quick"
+[[devices]]
+name = "esn"
+family = "esn"
+params = {{ units = 20 }}
+resources = {{ "{RIG}" = 1 }}
+"""
+
+
 def trial_attrs(path: Path) -> list[dict]:
     import zarr
 
@@ -152,6 +166,20 @@ def main(argv: list[str] | None = None) -> int:
                       store_root=root / "sweeps", progress=False)
             result["pinned_sweep_s"] = time.perf_counter() - t1
             result["pinned_sweep"] = {"status": sw.status, "trials": trial_attrs(sw.store)}
+
+            # a comparison suite whose device is pinned to the rig: every cell runs there
+            from labbench.engine.comparer import run_compare
+            from labbench.spec.suite import from_text as suite_from_text
+            from labbench.store.comparison import ComparisonReader
+
+            wait_for_idle_cpus(HEAD_CPUS + RIG_CPUS)
+            t1 = time.perf_counter()
+            cmp = run_compare(suite_from_text(PINNED_SUITE), store_root=root / "compare", progress=False)
+            result["pinned_compare_s"] = time.perf_counter() - t1
+            result["pinned_compare"] = {
+                "status": cmp.status,
+                "cells": [{"entry": c["entry"], "seed": c["seed"], "status": c["status"], "error": c["error"],
+                           "node_id": c["provenance"].get("node_id")} for c in ComparisonReader(cmp.store).cells()]}
         result["total_s"] = time.perf_counter() - t0
         print(json.dumps(result, default=str), flush=True)
         return 0

@@ -120,6 +120,16 @@ def test_sweep_trials_spread_and_pinned_trials_stay_on_the_rig(cluster_report):
     assert {t["node_id"] for t in pinned["trials"]} == {r["rig_node_id"]}
 
 
+@pytest.mark.slow
+def test_compare_cells_of_a_pinned_device_run_on_its_node(cluster_report):
+    cmp = cluster_report["pinned_compare"]
+    assert cmp["status"] == "complete"
+    assert sorted((c["entry"], c["seed"]) for c in cmp["cells"]) == [("fading_memory", 0), ("fading_memory", 1),
+                                                                     ("kernel", 0), ("kernel", 1)]
+    assert all(c["status"] == "complete" for c in cmp["cells"]), cmp["cells"]
+    assert {c["node_id"] for c in cmp["cells"]} == {cluster_report["rig_node_id"]}
+
+
 def test_a_device_needing_a_resource_no_node_has_fails_at_once(ray_session, store_root):
     proto = from_dict(small_protocol(
         device=None,
