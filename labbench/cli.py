@@ -625,6 +625,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .spec.protocol import load
 
     _register_driver_paths(args)
+    if _is_suite(args.protocol):
+        return _validate_suite(args)
     proto = load(args.protocol, overrides=args.set, mock=args.mock)
     r = proto.run
     print(f"{args.protocol}: ok — {proto.protocol.name}: device {proto.describe_devices()}, task {proto.task.name}, "
@@ -635,6 +637,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         trials = trial_protocols(proto)
         print(f"  sweep: {proto.sweep.method}, {len(trials)} trials over {', '.join(proto.sweep.params)}; all valid")
+    return 0
+
+
+def _is_suite(path: str) -> bool:
+    """Whether ``path`` is a TOML file with a ``[suite]`` table and no ``[protocol]`` (a comparison suite)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False   # the protocol loader says what is wrong with it
+    return "suite" in data and "protocol" not in data
+
+
+def _validate_suite(args: argparse.Namespace) -> int:
+    from .spec.protocol import ProtocolError
+    from .spec.suite import load_suite
+
+    if args.set:
+        raise ProtocolError(str(args.protocol), ["--set: a comparison suite takes no overrides (set a device's "
+                                                 "params in the suite file)"])
+    suite = load_suite(args.protocol, mock=args.mock)
+    cells = suite.cells()
+    na = ", ".join(f"{x['device']}/{x['entry']}" for x in suite.not_applicable) or "none"
+    print(f"{args.protocol}: ok — suite {suite.suite.name}: {len(suite.devices)} devices, {len(suite.entries)} "
+          f"entries, seeds {list(suite.seeds)}, scale {suite.suite.scale} → {len(cells)} cells; n/a: {na}")
     return 0
 
 

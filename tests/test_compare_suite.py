@@ -255,3 +255,16 @@ def test_the_shipped_suites_are_valid():
     quick = load_suite(ROOT / "protocols" / "suite_quick.toml", mock=True)
     assert {d.family for d in quick.devices} == {"esn", "lsm", "mea", "bucket", "dvs_lsm", "loihi"}
     assert load_suite(ROOT / "protocols" / "suite_all.toml").suite.scale == "full"
+
+
+def test_validate_checks_a_suite_and_a_protocol_and_a_suite_are_told_apart(tmp_path, capsys):
+    suite, proto = str(ROOT / "protocols" / "suite_quick.toml"), str(ROOT / "protocols" / "narma10.toml")
+    assert main(["validate", suite]) == 0
+    out = capsys.readouterr().out
+    assert "suite suite_quick: 6 devices, 6 entries" in out and "96 cells" in out and "mea/classification" in out
+    # a suite given where a protocol goes, and the other way round: one line saying which command takes it
+    for argv, want in ((["run", suite], "labbench compare"), (["compare", proto], "labbench run"),
+                       (["validate", suite, "--set", "device.params.units=3"], "--set")):
+        assert main(argv) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert want in line, line

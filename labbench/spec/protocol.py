@@ -739,4 +739,7 @@ def from_text(text: str, *, source: str = "<text>", overrides: dict[str, Any] | 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProtocolError(source, [f"TOML syntax error: {exc}"]) from None
+    if "suite" in data and "protocol" not in data:
+        raise ProtocolError(source, ["a comparison suite ([suite] table), not a protocol: run it with "
+                                     "`labbench compare`"])
     return from_dict(data, source=source, text=text, overrides=overrides, mock=mock)

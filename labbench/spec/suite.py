@@ -201,6 +201,9 @@ def from_text(text: str, *, source: str = "<text>", mock: bool = False, devices:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(source, [f"TOML syntax error: {exc}"]) from None
+    if "protocol" in data and "suite" not in data:
+        raise SuiteError(source, ["a protocol ([protocol] table), not a comparison suite: run it with "
+                                  "`labbench run`"])
     try:
         suite = Suite.model_validate({**data, "source": source, "text": text})
     except ValidationError as exc:
