@@ -236,7 +236,7 @@ def test_ctrl_c_leaves_an_aborted_store_keeping_the_finished_cells(ray_session, 
     monkeypatch.setattr(comparer, "ProgressBar", InterruptedBar)
     # the session's Ray is the caller's, so the comparer would cancel the cell still running
     # (force=True kills its worker); keep the session's workers and let that cell finish instead
-    monkeypatch.setattr(comparer, "_stop", lambda running, own_ray: stopped.extend(running))
+    monkeypatch.setattr(comparer, "cancel_running", lambda running, own_ray: stopped.extend(running))
     path = _write(tmp_path, REDUCED.replace('["memory_capacity", "kernel"]', '["kernel"]'))
     assert main(["compare", str(path), "--quiet", "--no-report", "--store-root", str(tmp_path / "runs")]) == 130
     assert "interrupted" in capsys.readouterr().err

@@ -28,7 +28,7 @@ from ..store.comparison import ComparisonStore, rank_cells
 from .interrupts import SigintGuard
 from .placement import check_resources
 from .progress import ProgressBar
-from .ray_runtime import ensure_ray
+from .ray_runtime import cancel_running, ensure_ray
 
 __all__ = ["Comparison", "DEFAULT_STORE_ROOT", "run_compare"]
 
@@ -176,12 +176,12 @@ def _gather(store: ComparisonStore, suite: Suite, cells: list[dict[str, Any]], r
         guard.stop()
         store.set_attrs(n_failed=len(failed))
         store.finish("aborted", f"interrupted by the user (SIGINT) after {len(results)} of {len(cells)} cells")
-        _stop(running, own_ray)
+        cancel_running(running, own_ray)
         raise
     except BaseException as exc:
         guard.stop()
         store.finish("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
-        _stop(running, own_ray)
+        cancel_running(running, own_ray)
         raise
     return Comparison(store=store.path, status="complete", ranking=rank_cells(results, entries), cells=len(results),
                       failed=failed, not_applicable=suite.not_applicable, timings=timings)
@@ -201,16 +201,3 @@ def _outcome(cell: dict[str, Any], ref: Any) -> tuple[dict[str, Any], dict[str, 
         return {**base, "status": "failed", "error": text, "metrics": {}, "primary": None}, {}
     # the store's paths come from the cell, whatever the result says
     return {**dict(result), **base}, dict(curves or {})
-
-
-def _stop(running: dict[Any, int], own_ray: bool) -> None:
-    """Stop the cells still running, after the store is safe: on a Ray this process started,
-    nothing (Ray ends them when it exits, and ``ray.cancel`` can race with a reply and crash
-    the process, ray-project/ray#54846); on a Ray the caller owns, cancel them so they free
-    their CPUs."""
-    import ray
-
-    if own_ray:
-        return
-    for ref in running:
-        ray.cancel(ref, force=True)

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,24 @@ def exit_now(code: int) -> None:
         except (OSError, ValueError):
             pass
     os._exit(code)
+
+
+def cancel_running(refs: Iterable[Any], own_ray: bool) -> None:
+    """Stop the Ray tasks still running (a sweep's trials, a comparison's cells) once their
+    store is safe.
+
+    On a Ray connection this process opened (local or a cluster), nothing: the tasks belong
+    to this process and Ray ends them when it exits, and ``ray.cancel`` can race with a
+    task's reply and crash the process inside Ray (a ``RAY_CHECK`` in its task manager,
+    ray-project/ray#54846). On a Ray the caller owns (a cluster, a notebook's session), they
+    are cancelled so they free their CPUs.
+    """
+    import ray
+
+    if own_ray:
+        return
+    for ref in refs:
+        ray.cancel(ref, force=True)
 
 
 def state_file() -> Path:

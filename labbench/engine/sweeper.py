@@ -33,7 +33,7 @@ from ..store import jsonable, new_run_path, now_iso
 from .interrupts import SigintGuard
 from .placement import check_resources
 from .progress import ProgressBar
-from .ray_runtime import ensure_ray
+from .ray_runtime import cancel_running, ensure_ray
 
 __all__ = ["Sweep", "SweepStore", "read_sweep", "run_sweep"]
 
@@ -210,32 +210,16 @@ def _gather(store: SweepStore, proto: Protocol, planned: list, remote: Any, conc
         store.write_summary()
         store.finish("aborted", f"interrupted by the user (SIGINT) after {len(store.summary)} of "
                                 f"{len(planned)} trials")
-        _stop(running, own_ray)
+        cancel_running(running, own_ray)
         raise
     except BaseException as exc:
         guard.stop()
         store.finish("failed", "".join(traceback.format_exception_only(type(exc), exc)).strip())
-        _stop(running, own_ray)
+        cancel_running(running, own_ray)
         raise
     summary = store.summary
     best = next((r for r in summary if r["status"] == "complete" and r.get(ranking[1]) is not None), None)
     return Sweep(store=store.path, status="complete", summary=summary, best=best, timings=timings)
-
-
-def _stop(running: dict, own_ray: bool) -> None:
-    """Stop the trials still running, after the store is safe.
-
-    On a Ray connection this sweep opened (local or a cluster), nothing: the trials belong to
-    this process and Ray ends them when it exits, and
-    ``ray.cancel`` can race with a trial's reply and crash the process inside Ray (a
-    ``RAY_CHECK`` in its task manager, ray-project/ray#54846). On a Ray the caller owns (a
-    cluster, a notebook's session), the trials are cancelled so they free their CPUs."""
-    import ray
-
-    if own_ray:
-        return
-    for ref in running:
-        ray.cancel(ref, force=True)
 
 
 def read_sweep(path: str | os.PathLike[str]) -> dict[str, Any] | None:
