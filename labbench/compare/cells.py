@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -63,6 +62,7 @@ def run_cell(cell: dict[str, Any]) -> tuple[dict[str, Any], Curves]:
         {step, distance}, ``kernel_spectrum`` {index, kernel, generalisation}; empty for
         the other entries and for failed cells.
     """
+    from ..engine.ray_runtime import current_node_id
     from ..store.layout import now_iso
     from ..version import __version__
 
@@ -74,7 +74,7 @@ def run_cell(cell: dict[str, Any]) -> tuple[dict[str, Any], Curves]:
         "cost": {"wall_s": None, "device_s": None, "energy_J": None, "spikes": None, "charge_C": None},
         "provenance": {"protocol_text": None, "protocol_source": None, "overrides": {}, "driver": None,
                        "device_params": {}, "mock": bool(cell.get("mock", True)), "seed": seed,
-                       "labbench_version": __version__, "host": platform.node(), "node_id": _node_id(),
+                       "labbench_version": __version__, "host": platform.node(), "node_id": current_node_id(),
                        "started": now_iso()},
         "warnings": []}
     curves: Curves = {}
@@ -106,14 +106,6 @@ def run_cell(cell: dict[str, Any]) -> tuple[dict[str, Any], Curves]:
         curves = {}
     result["cost"]["wall_s"] = time.perf_counter() - t0
     return result, curves
-
-
-def _node_id() -> str | None:
-    """The Ray node this cell runs on (a Ray task's), else ``None``; never imports Ray itself."""
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        return None
-    return ray.get_runtime_context().get_node_id()
 
 
 # -- what a cell gathers -------------------------------------------------------------------------

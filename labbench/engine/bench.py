@@ -33,7 +33,7 @@ from .memory import release_object_store_pages
 from .ray_runtime import connect
 from .task_feed import PhaseColumn, TaskFeed
 from ..spec.policy import LoopBlock, NextBlock, check_next, loop_timing
-from ..spec.protocol import DeviceSection, Protocol, chain_order, from_dict, from_text, load
+from ..spec.protocol import DeviceSection, Protocol, chain_order, chained_params, from_dict, from_text, load
 from ..spec.unsafe_limits import SignedLimits, UnsafeLimitsError, read_unsafe_limits
 from ..store import ReadoutWriter, RunReader, RunStore, StoreError, new_run_path, now_iso, writer_is_dead
 from ..tasks import Task, TaskData
@@ -430,7 +430,7 @@ class _Execution:
                 params = p.device_params(dev)
                 if up is not None:
                     self._await_info(up)
-                    params = self._chained_params(dev, params, up)
+                    params = chained_params(self.proto, dev, params, int(up.info["spec"]["n_features"]))
                 s = _DeviceStream(dev, p.driver_class(dev), params, cpus[dev.group], self.lifted.get(dev.group), up)
                 by_group[dev.group] = s
                 streams.append(s)
@@ -531,18 +531,6 @@ class _Execution:
                              f"no node of the cluster can take it, or its driver hangs in open()") from None
         except ray.exceptions.RayError as exc:
             raise DeviceDown(f"device {s.group!r} failed to open: {remote_cause(exc)}") from None
-
-    def _chained_params(self, dev: DeviceSection, params: dict[str, Any], up: _DeviceStream) -> dict[str, Any]:
-        """``params`` of a chained device with ``n_inputs`` = its upstream's feature width."""
-        width = int(up.info["spec"]["n_features"])
-        cls = self.proto.driver_class(dev)
-        if "n_inputs" not in cls.Params.model_fields:
-            return params
-        given = params.get("n_inputs")
-        if given is not None and int(given) != width:
-            raise ValueError(f"devices.{dev.group}.params.n_inputs: device {up.group!r} gives {width} feature(s) "
-                             f"per row (got {given})")
-        return {**params, "n_inputs": width}
 
     def _mark(self, status: str, error: str) -> None:
         """The run ends ``status``: write it to the store (if one was made); Ctrl-C is ignored from now on."""

@@ -184,6 +184,15 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+def current_node_id() -> str | None:
+    """The Ray node this process runs on when it holds a Ray (a task's or an actor's), else
+    ``None``; never imports Ray itself."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
+
+
 def cancel_running(refs: Iterable[Any], own_ray: bool) -> None:
     """Stop the Ray tasks still running (a sweep's trials, a comparison's cells) once their
     store is safe.

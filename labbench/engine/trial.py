@@ -26,7 +26,8 @@ from .closed_loop import free_run, learn_with_feedback
 from .evaluation import evaluate
 from .live import TrainResult, Trainer
 from ..reservoir import Reservoir
-from ..spec.protocol import DeviceSection, Protocol, chain_order
+from .ray_runtime import current_node_id
+from ..spec.protocol import DeviceSection, Protocol, chain_order, chained_params
 from ..store import PHASES
 
 __all__ = ["TrialResult", "run_trial"]
@@ -125,7 +126,7 @@ def run_trial(proto: Protocol, *, keep_test: bool = False) -> TrialResult:
         for dev in order:
             params = p.device_params(dev)
             if dev.input is not None:
-                params = _chained(p, dev, params, devices[dev.input])
+                params = chained_params(p, dev, params, int(devices[dev.input].spec.n_features))
             devices[dev.group] = stack.enter_context(p.driver_class(dev)(**params))
         total = p.run.total
         for a in range(0, total, p.run.block):
@@ -173,26 +174,5 @@ def run_trial(proto: Protocol, *, keep_test: bool = False) -> TrialResult:
             test[k] = (y_true, y_pred.reshape(len(y_pred), -1))
     timings = {"device_s": device_s, "learn_s": learn_s, "total_s": time.perf_counter() - t_start,
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    return TrialResult(metrics=metrics, history=history, timings=timings, warnings=warnings, node_id=_node_id(),
+    return TrialResult(metrics=metrics, history=history, timings=timings, warnings=warnings, node_id=current_node_id(),
                        summaries=summaries, raw_rows=raw_rows, test=test)
-
-
-def _chained(p: Protocol, dev: DeviceSection, params: dict[str, Any], upstream: Reservoir) -> dict[str, Any]:
-    """``params`` of a chained device with ``n_inputs`` = its (open) upstream's feature width, as the bench sets it."""
-    width = int(upstream.spec.n_features)
-    if "n_inputs" not in p.driver_class(dev).Params.model_fields:
-        return params
-    given = params.get("n_inputs")
-    if given is not None and int(given) != width:
-        raise ValueError(f"devices.{dev.group}.params.n_inputs: device {dev.input!r} gives {width} feature(s) "
-                         f"per row (got {given})")
-    return {**params, "n_inputs": width}
-
-
-def _node_id() -> str | None:
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-    except Exception:  # pragma: no cover - outside Ray
-        return None

@@ -519,6 +519,19 @@ def _chain_problems(proto: Protocol, task: Task | None) -> list[str]:
     return problems
 
 
+def chained_params(proto: Protocol, dev: DeviceSection, params: dict[str, Any], width: int) -> dict[str, Any]:
+    """``params`` of a chained device with ``n_inputs`` set to ``width``, its upstream's feature
+    width (unless its driver has no ``n_inputs``); ValueError naming the key when the protocol
+    gives another ``n_inputs``."""
+    if "n_inputs" not in proto.driver_class(dev).Params.model_fields:
+        return params
+    given = params.get("n_inputs")
+    if given is not None and int(given) != width:
+        raise ValueError(f"devices.{dev.group}.params.n_inputs: device {dev.input!r} gives {width} feature(s) "
+                         f"per row (got {given})")
+    return {**params, "n_inputs": width}
+
+
 def chain_order(proto: Protocol) -> list[DeviceSection]:
     """Every device of the run, each after the device it reads (protocol order otherwise)."""
     done: list[DeviceSection] = []
